@@ -1,0 +1,32 @@
+"""Exact kept counts: k = n - floor(s * n), with a floor that forgives binary rounding.
+
+DESIGN §2.2: ``Unstructured(0.9)`` on n entries keeps exactly ``n - floor(0.9 n)``. In binary
+floating point ``0.7 * 10 == 7.000000000000001`` and ``0.29 * 100 == 28.999999999999996``; a plain
+``math.floor`` gives 7 and 28, so the second would keep one entry too many. We take the floor of
+``s * n`` after snapping it to the nearest integer when it lies within a relative 1e-9 of one,
+which is far below any sparsity a user can mean and far above float64 rounding error.
+"""
+
+from __future__ import annotations
+
+import math
+
+_SNAP = 1e-9
+
+
+def robust_floor(x: float) -> int:
+    """``floor(x)``, except that x within a relative 1e-9 of an integer counts as that integer."""
+    nearest = round(x)
+    if abs(x - nearest) <= _SNAP * max(1.0, abs(x)):
+        return int(nearest)
+    return math.floor(x)
+
+
+def pruned_count(n: int, sparsity: float) -> int:
+    """Number of entries (or blocks, kernels, groups) a sparsity removes: ``floor(s * n)``."""
+    return robust_floor(sparsity * n)
+
+
+def kept_count(n: int, sparsity: float) -> int:
+    """Number of entries kept at a sparsity: ``k = n - floor(s * n)`` (so s = 0.9, n = 10 keeps 1)."""
+    return n - pruned_count(n, sparsity)

@@ -1,0 +1,37 @@
+"""Unstructured sparsity: at most k = n - floor(s * n) nonzeros; the projection keeps the k largest |w|."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from .base import Constraint, Groups, check_sparsity
+from .counting import kept_count
+from .topk import top_k_mask
+
+
+@dataclass(frozen=True)
+class Unstructured(Constraint):
+    """Keep exactly ``k = n - floor(sparsity * n)`` entries of largest magnitude (ties: lower flat
+    index wins; NaN is never kept; see ``constraints.topk``). ``exact``: yes, since keeping the k
+    largest |w| maximises the kept energy over all supports of size at most k."""
+
+    sparsity: float
+
+    def __post_init__(self):
+        check_sparsity(self, self.sparsity)
+
+    def kept(self, size: int) -> int:
+        return kept_count(size, self.sparsity)
+
+    def _mask(self, w):
+        return top_k_mask(w, self.kept(w.size), magnitude=True)
+
+    def _is_feasible(self, w):
+        return jnp.sum(w != 0) <= self.kept(w.size)
+
+    def groups(self, shape):
+        size = int(np.prod(shape, dtype=np.int64))
+        return Groups(np.arange(size, dtype=np.int32).reshape(shape), size)

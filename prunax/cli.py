@@ -1,0 +1,76 @@
+"""The ``prunax`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import prunax
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _bench_projection(args) -> int:
+    from prunax.benchmarks import projection
+
+    sizes = tuple(int(s) for s in args.sizes)
+    print(f"prunax {prunax.__version__}: top-k selection benchmark, sizes {sizes}, k/n {args.fractions}")
+    rows = projection.run(
+        sizes=sizes,
+        fractions=args.fractions,
+        methods=tuple(args.methods.split(",")),
+        repeats=args.repeats,
+        progress=lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True),
+    )
+    text = projection.report(rows)
+    print(text)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("projection-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("# Top-k selection speed\n\n" + text + "\n")
+    print(f"\nreport written to {out / 'report.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunax", description=prunax.__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"prunax {prunax.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    bench = commands.add_parser("bench", help="run a benchmark")
+    studies = bench.add_subparsers(dest="study", metavar="STUDY", required=True)
+    proj = studies.add_parser("projection", help="exact top-k kernel vs lax.top_k, sort, np.partition")
+    proj.add_argument("--sizes", type=_floats, default=(1e5, 1e6, 1e7), help="e.g. 1e5,1e6,1e7,3e7")
+    proj.add_argument("--fractions", type=_floats, default=(0.5, 0.1, 0.01), help="kept fractions k/n")
+    proj.add_argument("--methods", default=",".join(_methods()), help="comma-separated subset")
+    proj.add_argument("--repeats", type=int, default=7)
+    proj.add_argument("--out", help="report folder (default runs/projection-<time>)")
+    proj.set_defaults(run=_bench_projection)
+    return parser
+
+
+def _methods():
+    from prunax.benchmarks.projection import METHODS
+
+    return METHODS
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
