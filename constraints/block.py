@@ -45,16 +45,17 @@ def tile_view(x, axes, block, fill=0):
         else:
             split += [x.shape[a]]
     x = x.reshape(split)
-    # positions of the split dims: grid dims, the untouched axes, then the block offsets
-    pos, grid_dims, rest_dims, offset_dims = 0, [], [], []
+    # where each axis' split dims sit; grid and offset dims are then ordered as `axes` lists them
+    pos, grid_pos, offset_pos, rest_dims = 0, {}, {}, []
     for a in range(len(pad)):
         if a in axes:
-            grid_dims.append(pos)
-            offset_dims.append(pos + 1)
+            grid_pos[a], offset_pos[a] = pos, pos + 1
             pos += 2
         else:
             rest_dims.append(pos)
             pos += 1
+    grid_dims = [grid_pos[a] for a in axes]
+    offset_dims = [offset_pos[a] for a in axes]
     return jnp.transpose(x, grid_dims + rest_dims + offset_dims)
 
 

@@ -163,7 +163,7 @@ def _search(values, k, valid, score):
             c_hi=jnp.where(moves_hi, count, b.c_hi),
             f_lo=jnp.where(moves_hi, jnp.where(again, b.f_lo / 2, b.f_lo), f_u),
             f_hi=jnp.where(moves_hi, f_u, jnp.where(again, b.f_hi / 2, b.f_hi)),
-            last_side=jnp.where(moves_hi, 1, -1),
+            last_side=jnp.where(moves_hi, 1, -1).astype(jnp.int32),
             width_1=width,
             width_2=b.width_1,
             width_3=b.width_2,
@@ -224,10 +224,10 @@ def _first_ties(scores, lo, hi, wanted):
     ties = (scores > lo) & (scores <= hi)
     tie_rows = jnp.pad(ties, (0, chunks * chunk - n)).reshape(chunks, chunk).astype(jnp.float32)
     per_row = jnp.sum(tie_rows, axis=1).astype(jnp.int32)
-    before = jnp.cumsum(per_row) - per_row
-    row = jnp.sum((before < wanted).astype(jnp.int32)) - 1
-    local = jnp.cumsum(lax.dynamic_index_in_dim(tie_rows, row, keepdims=False).astype(jnp.int32))
-    offset = jnp.sum((local < wanted - before[row]).astype(jnp.int32))
+    before = jnp.cumsum(per_row, dtype=jnp.int32) - per_row
+    row = jnp.sum(before < wanted, dtype=jnp.int32) - 1
+    local = jnp.cumsum(lax.dynamic_index_in_dim(tie_rows, row, keepdims=False), dtype=jnp.int32)
+    offset = jnp.sum(local < wanted - before[row], dtype=jnp.int32)
     cutoff = row * chunk + offset + 1  # flat indices below the cutoff hold exactly `wanted` ties
     return ties & (lax.iota(jnp.int32, n) < cutoff)
 
@@ -285,7 +285,7 @@ def top_k_mask(scores: jax.Array, k: int, *, magnitude: bool = False, sort_below
     def with_nans():  # also taken for inf, which needs no sanitising but is rare
         nan = jnp.isnan(flat)
         key = jnp.where(nan, -jnp.ones_like(flat), score(flat))
-        valid = jnp.int32(n) - jnp.sum(nan.astype(jnp.int32))
+        valid = jnp.int32(n) - jnp.sum(nan, dtype=jnp.int32)
 
         def search():
             return _mask_by_search(key, jnp.minimum(kk, valid), valid, _identity)

@@ -1,0 +1,37 @@
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from prunax.constraints import kept_count
+from prunax.constraints.counting import robust_floor
+
+
+def test_rounding_cases_from_the_design():
+    assert kept_count(10, 0.7) == 3
+    assert 0.57 * 100 < 57 and kept_count(100, 0.57) == 43  # 56.99999999999999
+    assert 0.29 * 100 != 29 and kept_count(100, 0.29) == 71  # 28.999999999999996 floors to 29
+    assert kept_count(10, 0.9) == 1
+    assert kept_count(10, 0.95) == 1  # floor(9.5) = 9 pruned
+    assert kept_count(7, 0.0) == 7
+    assert kept_count(0, 0.5) == 0
+
+
+@given(st.integers(0, 10**7), st.floats(0, 0.999999))
+def test_kept_count_is_n_minus_floor(n, s):
+    k = kept_count(n, s)
+    assert 0 <= k <= n
+    exact = s * n
+    # agrees with the plain floor except within the snapping tolerance of an integer
+    if abs(exact - round(exact)) > 1e-9 * max(1.0, exact):
+        assert k == n - math.floor(exact)
+
+
+@given(st.integers(1, 10**6), st.integers(0, 999))
+def test_decimal_sparsities_hit_their_count(n, permille):
+    # s = p/1000 and n a multiple of 1000: s * n is an integer, whatever the binary rounding
+    assert kept_count(n * 1000, permille / 1000) == n * 1000 - n * permille
+
+
+def test_robust_floor_plain_values():
+    assert robust_floor(2.5) == 2 and robust_floor(2.9999999999999996) == 3 and robust_floor(-0.5) == -1

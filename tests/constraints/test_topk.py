@@ -1,0 +1,117 @@
+"""The top-k kernel against a stable sort, on both of its paths, all dtypes and odd values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from prunax.constraints import topk
+from prunax.constraints.topk import top_k_mask
+from tests.constraints.helpers import stable_top_k
+
+N = 700
+KS = (1, 7, 350, 699)
+
+
+@pytest.fixture(scope="module")
+def search():
+    """The counting-search path, forced on small arrays; one compile per k."""
+    fns = {k: jax.jit(lambda x, k=k: top_k_mask(x, k, magnitude=True, sort_below=1)) for k in KS}
+    return lambda x, k: np.asarray(fns[k](jnp.asarray(x)))
+
+
+def _values(kind: str, rng) -> np.ndarray:
+    if kind == "gauss":
+        return rng.standard_normal(N)
+    if kind == "integers":  # heavy ties
+        return rng.integers(-3, 4, N).astype(float)
+    if kind == "lognormal":
+        return rng.lognormal(0, 4, N) * rng.choice([-1, 1], N)
+    if kind == "sparse":
+        return np.where(rng.random(N) < 0.7, 0.0, rng.standard_normal(N))
+    if kind == "nan_inf":
+        x = rng.standard_normal(N)
+        x[rng.random(N) < 0.2] = np.nan
+        x[rng.random(N) < 0.05] = np.inf
+        x[rng.random(N) < 0.05] = -np.inf
+        return x
+    if kind == "tiny":  # below TINY everything ties with 0
+        return rng.standard_normal(N) * 1e-32
+    if kind == "bf16":
+        return np.asarray(jnp.asarray(rng.standard_normal(N), jnp.bfloat16).astype(jnp.float32))
+    raise AssertionError(kind)
+
+
+KINDS = ("gauss", "integers", "lognormal", "sparse", "nan_inf", "tiny", "bf16")
+
+
+@given(kind=st.sampled_from(KINDS), k=st.sampled_from(KS), seed=st.integers(0, 2**31))
+def test_search_path_equals_stable_sort(search, kind, k, seed):
+    x = _values(kind, np.random.default_rng(seed)).astype(np.float32)
+    np.testing.assert_array_equal(search(x, k), stable_top_k(np.abs(x), k))
+
+
+@given(
+    x=hnp.arrays(np.float32, (5, 7), elements=st.floats(-4, 4, width=32) | st.sampled_from([0.0, 1.0, np.nan, np.inf])),
+    k=st.integers(-1, 36),
+)
+def test_sort_path_equals_stable_sort(x, k):
+    np.testing.assert_array_equal(np.asarray(top_k_mask(jnp.asarray(x), k, magnitude=True)), stable_top_k(np.abs(x), k))
+
+
+def test_kept_count_is_exact_with_ties(search):
+    x = np.ones(N, np.float32)  # every entry ties
+    for k in KS:
+        mask = search(x, k)
+        assert mask.sum() == k and mask[:k].all()  # lower index wins
+
+
+def test_nan_ranks_lowest_and_is_never_kept(search):
+    x = np.full(N, np.nan, np.float32)
+    x[:5] = [3, -2, 0, 1, np.inf]
+    assert search(x, 7).sum() == 5  # fewer numbers than k: all numbers, no NaN
+    assert search(x, 1)[4]  # +inf ranks above every finite score
+    np.testing.assert_array_equal(search(x, 350), ~np.isnan(x))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_dtypes(search, dtype):
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(N), dtype)
+    reference = stable_top_k(np.abs(np.asarray(x.astype(jnp.float32))), 350)
+    np.testing.assert_array_equal(search(x, 350), reference)
+    small = x[:40]
+    expected = stable_top_k(np.abs(np.asarray(small.astype(jnp.float32))), 9)
+    np.testing.assert_array_equal(np.asarray(top_k_mask(small, 9, magnitude=True)), expected)
+
+
+def test_float64(search):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        x = 1.0 + rng.random(N) * 1e-12  # distinct in float64, ties in float32
+        mask = np.asarray(top_k_mask(jnp.asarray(x), 350, magnitude=True, sort_below=1))
+        np.testing.assert_array_equal(mask, stable_top_k(x, 350))
+
+
+def test_counts_stay_exact_across_count_slices(monkeypatch):
+    """Above 2**24 elements the float32 count runs per slice; exercise that with small slices."""
+    monkeypatch.setattr(topk, "_COUNT_SLICE", 97)
+    x = np.random.default_rng(3).standard_normal(N).astype(np.float32)
+    mask = np.asarray(top_k_mask(jnp.asarray(x), 123, magnitude=True, sort_below=1))
+    np.testing.assert_array_equal(mask, stable_top_k(np.abs(x), 123))
+
+
+def test_large_array_exact(search):
+    """A size where the strided sample and the chunked tie cut both matter."""
+    rng = np.random.default_rng(4)
+    x = np.round(rng.standard_normal(200_003), 2).astype(np.float32)  # many ties
+    for k in (1, 99_999, 200_002):
+        mask = np.asarray(top_k_mask(jnp.asarray(x), k, magnitude=True))
+        np.testing.assert_array_equal(mask, stable_top_k(np.abs(x), k))
+
+
+def test_edge_sizes():
+    assert top_k_mask(jnp.zeros((0,)), 3).shape == (0,)
+    assert bool(top_k_mask(jnp.asarray(2.0), 1)) and not bool(top_k_mask(jnp.asarray(2.0), 0))
