@@ -1,0 +1,107 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured, global_, kept_count, mine_patterns, spec
+
+
+class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Conv(8, (3, 3), name="conv1")(x))
+        x = nn.relu(nn.Conv(16, (3, 3), name="conv2")(x))
+        x = nn.Dense(32, name="dense1")(x.mean((1, 2)))
+        return nn.Dense(10, name="dense2")(x)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return Net().init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+
+
+def test_flax_tree_first_match_wins_and_none_is_unconstrained(params):
+    s = spec(
+        [
+            (r"conv2/kernel$", Block((1,), 0.5, axes=(3,)) & ColumnSign(8, axis=2)),
+            (r"conv\d/kernel$", Unstructured(0.5)),  # only conv1 is left for it
+            (r"dense2", None),
+            (r"dense\d/kernel$", NM(2, 4, axis=0)),
+        ]
+    )
+    projected = s.project(params)
+    assert bool(s.is_feasible(projected))
+    assert int(jnp.sum(projected["conv1"]["kernel"] != 0)) == kept_count(72, 0.5)
+    np.testing.assert_array_equal(projected["dense2"]["kernel"], params["dense2"]["kernel"])
+    np.testing.assert_array_equal(projected["conv1"]["bias"], params["conv1"]["bias"])
+    table = s.describe(params)
+    assert "conv2/kernel" in table and "unconstrained" in table and "0.5000" in table
+    masks = s.mask(params)
+    assert jax.tree_util.tree_structure(masks) == jax.tree_util.tree_structure(params)
+    constraints = s.constraints(params)
+    assert constraints["dense2"]["kernel"] is None and isinstance(constraints["conv1"]["kernel"], Unstructured)
+    groups = s.groups(params)
+    assert groups["conv2"]["kernel"].count == 16 and groups["dense2"]["bias"] is None
+
+
+def test_rule_matching_nothing_lists_nearby_paths(params):
+    with pytest.raises(ValueError, match=r"spec rule 0 \('conv3/kernel\$'\) claims no leaf: it matches no leaf; nearby paths: \['conv2/kernel', 'conv1/kernel'"):
+        spec([(r"conv3/kernel$", Unstructured(0.5))]).mask(params)
+    with pytest.raises(ValueError, match="taken by an earlier rule"):
+        spec([(r"kernel$", None), (r"conv1/kernel$", Unstructured(0.5))]).mask(params)
+
+
+def test_leaf_errors_name_path_shape_and_constraint():
+    tree = {"emb": {"ids": jnp.arange(4)}, "conv": {"kernel": jnp.ones((5, 5, 1, 2))}}
+    with pytest.raises(ValueError, match=r"on leaf 'emb/ids' with shape \(4,\): dtype int32"):
+        spec([(r"ids", Unstructured(0.5))]).project(tree)
+    patterns = mine_patterns(np.ones((3, 3)), (0, 1), (3, 3), 4, 1)
+    with pytest.raises(ValueError, match=r"leaf 'conv/kernel' with shape \(5, 5, 1, 2\)"):
+        spec([(r"kernel", Pattern(patterns, axes=(0, 1)))]).project(tree)
+    with pytest.raises(ValueError, match="rule 0"):
+        spec([("[", None)])
+    with pytest.raises(ValueError, match="not a constraint"):
+        spec([("a", 0.5)])
+
+
+def test_global_budget_ranks_across_leaves(params):
+    s = spec([global_(Unstructured(0.9), include=r"kernel$")])
+    masks = s.mask(params)
+    kernels = [m for p, m in jax.tree_util.tree_flatten_with_path(masks)[0] if "kernel" in str(p[-1])]
+    total = sum(int(m.size) for m in kernels)
+    assert sum(int(m.sum()) for m in kernels) == kept_count(total, 0.9)
+    # one threshold: every kept |w| is at least every dropped |w| across layers
+    leaves = [w for p, w in jax.tree_util.tree_flatten_with_path(params)[0] if "kernel" in str(p[-1])]
+    kept = np.concatenate([np.abs(np.asarray(w))[np.asarray(m)] for w, m in zip(leaves, kernels)])
+    dropped = np.concatenate([np.abs(np.asarray(w))[~np.asarray(m)] for w, m in zip(leaves, kernels)])
+    assert kept.min() >= dropped.max()
+    assert bool(s.is_feasible(s.project(params))) and not bool(s.is_feasible(params))
+
+
+def test_global_block_budget_and_normalisation():
+    tree = {"a": jnp.ones((4, 4)) * 100.0, "b": jnp.ones((4, 4))}
+    plain = spec([global_(Block((1,), 0.5, axes=(1,)), include=".")]).mask(tree)
+    assert int(plain["a"].sum()) == 16 and int(plain["b"].sum()) == 0  # the big layer takes all
+    fair = spec([global_(Block((1,), 0.5, axes=(1,)), include=".", normalize="max")]).mask(tree)
+    assert int(fair["a"].sum()) + int(fair["b"].sum()) == 16  # ties broken by position
+    with pytest.raises(ValueError, match="normalize"):
+        global_(Unstructured(0.5), include=".", normalize="l1")
+    with pytest.raises(ValueError, match="only Unstructured or Block"):
+        global_(NM(2, 4, 0), include=".")
+
+
+def test_size_zero_and_scalar_leaves_do_not_crash():
+    tree = {"empty": jnp.zeros((0, 3)), "scalar": jnp.asarray(2.0), "w": jnp.arange(6.0).reshape(2, 3)}
+    s = spec([(r".", Unstructured(0.5))])
+    out = s.project(tree)
+    assert out["empty"].shape == (0, 3) and float(out["scalar"]) == 2.0 and int(jnp.sum(out["w"] != 0)) == 3
+    assert bool(s.is_feasible(out))
+    assert "empty" in s.describe(tree)
+
+
+def test_spec_methods_jit(params):
+    s = spec([(r"kernel$", Unstructured(0.8))])
+    eager = s.project(params)
+    jitted = jax.jit(s.project)(params)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, eager, jitted)
