@@ -12,8 +12,7 @@ exactly the first k entries of a stable sort by (score descending, flat index as
 Algorithm (no sort on large arrays; on XLA:CPU a sort or ``lax.top_k`` costs 100-1000 read passes):
 a counting search. ``G(u) = #(score > u)`` is one fused pass that sums the arithmetic indicator
 ``min(max(score - u, 0) * 2**126, 1)`` in float32 — exact for u >= TINY, and 4x faster than summing
-a boolean on XLA:CPU; the sum runs over static slices of at most 2**24 elements so counts stay
-exact. A strided sample brackets the k-th score, then regula falsi on the counts (safeguarded by
+a boolean on XLA:CPU; the sum runs over rows of at most 2**24 elements so counts stay exact. A strided sample brackets the k-th score, then regula falsi on the counts (safeguarded by
 bisection on the float bits) narrows the bracket (lo, hi], G(hi) < k <= G(lo), until G(lo) == k
 (the kept set is ``score > lo``) or (lo, hi] holds a single tied value; the ties are then cut by
 flat index with one chunked count and one cumulative sum inside one chunk. Arrays of at most
@@ -32,7 +31,7 @@ from jax import lax
 TINY = 2.0**-100
 SORT_BELOW = 4096
 _SAMPLE = 4096
-_COUNT_SLICE = 2**24  # float32 sums of 0/1 are exact up to 2**24
+_COUNT_SLICE = 2**24  # the longest row a float32 count sums (exact up to 2**24)
 _MAX_STEPS = 96
 
 
@@ -46,15 +45,24 @@ def _indicator_greater(x, u):
     return jnp.minimum(jnp.maximum(x - u, 0) * big, 1)
 
 
-def _count_greater(values, u, score) -> jax.Array:
-    """``#(score(values) > u)`` as int32 for a flat array, exact for u >= TINY."""
-    n = values.shape[0]
-    slice_len = n if values.dtype == jnp.float64 else _COUNT_SLICE
-    total = jnp.int32(0)
-    for start in range(0, n, slice_len):
-        part = score(values[start : start + slice_len])
-        total = total + jnp.sum(_indicator_greater(part, u)).astype(jnp.int32)
-    return total
+def _as_rows(flat):
+    """(R, C) view with C <= _COUNT_SLICE, zero-padded when R does not divide the size.
+
+    Float32 sums of 0/1 are exact up to 2**24, so counts sum each row in float32 and add the row
+    counts as int32. Zero padding is invisible to every count at u >= TINY, and sorts last.
+    """
+    n = flat.shape[0]
+    rows = -(-n // _COUNT_SLICE) if flat.dtype != jnp.float64 else 1
+    cols = -(-n // rows)
+    if rows * cols != n:
+        flat = jnp.pad(flat, (0, rows * cols - n))
+    return flat.reshape(rows, cols)
+
+
+def _count_greater(rows, u, score) -> jax.Array:
+    """``#(score(rows) > u)`` as int32, exact for u >= TINY."""
+    per_row = jnp.sum(_indicator_greater(score(rows), u), axis=1)
+    return jnp.sum(per_row.astype(jnp.int32), dtype=jnp.int32)
 
 
 def _next_up(x):
@@ -69,16 +77,19 @@ def _bits_midpoint(lo, hi):
     return lax.bitcast_convert_type(a + (b - a) // 2, lo.dtype)
 
 
-def _sample_bracket(values, k, score):
-    """Two thresholds from a strided sample that bracket the k-th largest score with high odds."""
-    n = values.shape[0]
-    m = min(n, _SAMPLE)
-    sample = jnp.sort(score(values[:: n // m][:m]))[::-1]
+def _sample_estimate(rows, k, score):
+    """From a strided sample: an estimate of the k-th largest score and the local density of
+    scores around it (elements per unit of score), for a first probe and a Newton step."""
+    flat = rows.reshape(-1)
+    n = flat.shape[0]
+    m = min(n, _SAMPLE, max(256, 4 * math.isqrt(n)))
+    sample = jnp.sort(score(flat[:: n // m][:m]))[::-1]
     rank = k.astype(sample.dtype) * (m / n)
-    spread = 3.0 * jnp.sqrt(rank * jnp.maximum(1.0 - rank / m, 0.0)) + 2.0
-    upper = jnp.clip(jnp.floor(rank - spread), 0, m - 1).astype(jnp.int32)
-    lower = jnp.clip(jnp.ceil(rank + spread), 0, m - 1).astype(jnp.int32)
-    return sample[upper], sample[lower]
+    spread = jnp.maximum(3.0 * jnp.sqrt(rank * jnp.maximum(1.0 - rank / m, 0.0)), 2.0)
+    at = lambda r: sample[jnp.clip(jnp.round(r), 0, m - 1).astype(jnp.int32)]  # noqa: E731
+    upper, lower = at(rank - spread), at(rank + spread)
+    density = (2 * spread * (n / m)) / jnp.maximum(upper - lower, jnp.finfo(sample.dtype).tiny)
+    return at(rank), density
 
 
 def _max_at_most(values, hi, score):
@@ -115,20 +126,21 @@ class _Bracket(NamedTuple):
     step: jax.Array
 
 
-def _search(values, k, valid, score):
+def _search(rows, k, valid, score):
     """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
 
-    ``score(values)`` is non-negative except -1 for NaN; ``k`` is int32 in [1, valid] and
+    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32 in [1, valid] and
     ``valid`` the number of non-NaN scores, so the search starts from G(-1) == valid, G(inf) == 0.
-    Each iteration is one pass: a probe counts G(u) at u from the sample (first two), the secant
+    Each iteration is one pass: a probe counts G(u) at u: first the sample's estimate, then a
+    Newton step with the sample's density, then the secant
     through the last two probes when it falls inside the bracket, else Illinois regula falsi, or
     bit bisection (when three probes shrank the bracket less than 2x); after a probe
     that lands in an empty gap, a snap pass moves the nearer end onto the data (the largest score
     <= hi, or the smallest > lo) and the next probe splits off that value, so ties take two passes.
     """
-    dtype = values.dtype
+    dtype = rows.dtype
     tiny = jnp.asarray(TINY, dtype)
-    first, second = _sample_bracket(values, k, score)
+    estimate, density = _sample_estimate(rows, k, score)
     nan = jnp.asarray(jnp.nan, dtype)
 
     def lowest_split(lo):
@@ -149,10 +161,11 @@ def _search(values, k, valid, score):
         stalled = 2 * width > b.width_3
         bisected = _bits_midpoint(jnp.maximum(b.lo, tiny), b.hi)
         u = jnp.where(jnp.isfinite(interpolated) & ~stalled, interpolated, bisected)
-        u = jnp.where(b.step == 0, first, jnp.where(b.step == 1, second, u))
+        newton = b.u_1 + (b.f_1 - aim) / density
+        u = jnp.where(b.step == 0, estimate, jnp.where(b.step == 1, newton, u))
         u = jnp.where(jnp.isnan(b.forced), u, b.forced)
         u = jnp.clip(u, lowest_split(b.lo), jnp.nextafter(b.hi, b.lo))
-        count = _count_greater(values, u, score)
+        count = _count_greater(rows, u, score)
         f_u = (count - k).astype(dtype) + 0.5
         moves_hi = count < k
         again = jnp.where(moves_hi, 1, -1) == b.last_side
@@ -178,11 +191,11 @@ def _search(values, k, valid, score):
 
     def snap(b):
         def onto_top():  # no data in (top, hi], so G(top) == c_hi; then split top off
-            top = _max_at_most(values, b.hi, score)
+            top = _max_at_most(rows, b.hi, score)
             return b._replace(hi=top, forced=jnp.nextafter(top, b.lo))
 
         def onto_bottom():  # no data in (lo, bottom), so G(prev(bottom)) == c_lo
-            bottom = _min_above(values, b.lo, score)
+            bottom = _min_above(rows, b.lo, score)
             return b._replace(lo=jnp.nextafter(bottom, b.lo), forced=bottom)
 
         nearer_top = (k - b.c_hi <= b.c_lo - k + 1) & jnp.isfinite(b.hi)
@@ -219,7 +232,7 @@ def _search(values, k, valid, score):
 def _first_ties(scores, lo, hi, wanted):
     """Mask of the first ``wanted`` entries (flat order) with lo < score <= hi (some exist)."""
     n = scores.shape[0]
-    chunks = min(16, n)
+    chunks = min(64, n)
     chunk = -(-n // chunks)
     ties = (scores > lo) & (scores <= hi)
     tie_rows = jnp.pad(ties, (0, chunks * chunk - n)).reshape(chunks, chunk).astype(jnp.float32)
@@ -233,11 +246,17 @@ def _first_ties(scores, lo, hi, wanted):
 
 
 def _mask_by_search(values, k, valid, score):
-    lo, hi, c_lo, c_hi = _search(values, k, valid, score)
+    """Flat mask of the top k of ``score(values)`` (flat, non-negative except -1 for NaN)."""
+    rows = _as_rows(values)
+    lo, hi, c_lo, c_hi = _search(rows, k, valid, score)
+
+    def scores():  # recomputed inside each branch, so |x| is never materialised
+        return score(values)
+
     return lax.cond(
         c_lo == k,
-        lambda: score(values) > lo,
-        lambda: (score(values) > hi) | _first_ties(score(values), lo, hi, k - c_hi),
+        lambda: scores() > lo,
+        lambda: (scores() > hi) | _first_ties(scores(), lo, hi, k - c_hi),
     )
 
 
