@@ -9,14 +9,17 @@ exactly the first k entries of a stable sort by (score descending, flat index as
 * scores at or below ``TINY = 2**-100`` rank as ties of 0 (they are kept or dropped by index, never
   by value); no float32 weight that small carries energy a float32 sum could see.
 
-Algorithm (no sort on large arrays; on XLA:CPU a sort or ``lax.top_k`` costs 100-1000 read passes):
+Algorithm (no sort on large arrays; on XLA:CPU a sort or ``lax.top_k`` costs 100-2000 read passes):
 a counting search. ``G(u) = #(score > u)`` is one fused pass that sums the arithmetic indicator
-``min(max(score - u, 0) * 2**126, 1)`` in float32 — exact for u >= TINY, and 4x faster than summing
-a boolean on XLA:CPU; the sum runs over rows of at most 2**24 elements so counts stay exact. A strided sample brackets the k-th score, then regula falsi on the counts (safeguarded by
-bisection on the float bits) narrows the bracket (lo, hi], G(hi) < k <= G(lo), until G(lo) == k
-(the kept set is ``score > lo``) or (lo, hi] holds a single tied value; the ties are then cut by
-flat index with one chunked count and one cumulative sum inside one chunk. Arrays of at most
-``sort_below`` entries use a stable argsort, which is cheaper there.
+``min(max(score - u, 0) * 2**126, 1)`` in float32: exact for u >= TINY, and 4x faster than summing
+a boolean on XLA:CPU; rows of at most 2**24 elements keep the float32 sums exact. A strided sample
+gives the first probe (its estimate of the k-th score) and a Newton step (its local density);
+then secant steps aimed just past the target, safeguarded by regula falsi and bisection on the
+float bits, narrow a bracket (lo, hi] with G(hi) < k <= G(lo) until G(lo) == k (the kept set is
+``score > lo``) or (lo, hi] holds one tied value, whose ties are cut by flat index (one chunked
+count and a cumulative sum inside one chunk). A probe that falls into an empty gap is followed by a
+snap pass onto the nearest data value. Typically 6-10 passes at 1e7 entries; arrays of at most
+``sort_below`` entries use a stable argsort instead. ``prunax bench projection`` measures it.
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ def _sample_estimate(rows, k, score):
     sample = jnp.sort(score(flat[:: n // m][:m]))[::-1]
     rank = k.astype(sample.dtype) * (m / n)
     spread = jnp.maximum(3.0 * jnp.sqrt(rank * jnp.maximum(1.0 - rank / m, 0.0)), 2.0)
-    at = lambda r: sample[jnp.clip(jnp.round(r), 0, m - 1).astype(jnp.int32)]  # noqa: E731
+
+    def at(r):
+        return sample[jnp.clip(jnp.round(r), 0, m - 1).astype(jnp.int32)]
+
     upper, lower = at(rank - spread), at(rank + spread)
     density = (2 * spread * (n / m)) / jnp.maximum(upper - lower, jnp.finfo(sample.dtype).tiny)
     return at(rank), density
@@ -129,14 +135,15 @@ class _Bracket(NamedTuple):
 def _search(rows, k, valid, score):
     """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
 
-    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32 in [1, valid] and
-    ``valid`` the number of non-NaN scores, so the search starts from G(-1) == valid, G(inf) == 0.
-    Each iteration is one pass: a probe counts G(u) at u: first the sample's estimate, then a
-    Newton step with the sample's density, then the secant
-    through the last two probes when it falls inside the bracket, else Illinois regula falsi, or
-    bit bisection (when three probes shrank the bracket less than 2x); after a probe
-    that lands in an empty gap, a snap pass moves the nearer end onto the data (the largest score
-    <= hi, or the smallest > lo) and the next probe splits off that value, so ties take two passes.
+    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32
+    in [1, valid] and ``valid`` the number of non-NaN scores, so the search starts from
+    G(-1) == valid and G(inf) == 0. Each iteration is one pass. A probe counts G(u) at: the
+    sample's estimate; a Newton step with the sample's density; then the secant through the last
+    two probes, aimed past the target by about its own error (sqrt of the residual) so that probes
+    alternate sides, when it falls inside the bracket; else Illinois regula falsi; or bit
+    bisection when three probes shrank the bracket less than 2x. After a probe that lands in an
+    empty gap, a snap pass moves the nearer end onto the data (the largest score <= hi, or the
+    smallest > lo) and the next probe splits off that value, so a tie group costs two passes.
     """
     dtype = rows.dtype
     tiny = jnp.asarray(TINY, dtype)
@@ -152,8 +159,6 @@ def _search(rows, k, valid, score):
     def probe(b):
         width = b.c_lo - b.c_hi
         base = jnp.maximum(b.lo, 0)
-        # Aim past the target by about the secant's own error (the square root of the residual,
-        # since counts of random data are that noisy), so that probes alternate sides.
         aim = -jnp.sign(b.f_1) * jnp.maximum(jnp.sqrt(jnp.abs(b.f_1)) - 1, 0)
         secant = b.u_1 + (b.u_1 - b.u_2) * ((b.f_1 - aim) / (b.f_2 - b.f_1))
         falsi = base + (b.hi - base) * (b.f_lo / (b.f_lo - b.f_hi))
@@ -196,7 +201,10 @@ def _search(rows, k, valid, score):
 
         def onto_bottom():  # no data in (lo, bottom), so G(prev(bottom)) == c_lo
             bottom = _min_above(rows, b.lo, score)
-            return b._replace(lo=jnp.nextafter(bottom, b.lo), forced=bottom)
+            # lo stays -1 or >= TINY, where counts and snaps are exact; (0, TINY] is one tie group
+            above_tiny = bottom > tiny
+            lo = jnp.where(above_tiny, jnp.nextafter(bottom, b.lo), b.lo)
+            return b._replace(lo=lo, forced=jnp.maximum(bottom, tiny))
 
         nearer_top = (k - b.c_hi <= b.c_lo - k + 1) & jnp.isfinite(b.hi)
         moved = lax.cond(nearer_top, onto_top, onto_bottom)

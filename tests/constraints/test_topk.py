@@ -40,12 +40,14 @@ def _values(kind: str, rng) -> np.ndarray:
         return x
     if kind == "tiny":  # below TINY everything ties with 0
         return rng.standard_normal(N) * 1e-32
+    if kind == "around_tiny":  # magnitudes from 1e-40 (denormal) to 1e-20, across TINY ~ 7.9e-31
+        return 10.0 ** rng.uniform(-40, -20, N) * np.where(rng.random(N) < 0.3, 0, 1)
     if kind == "bf16":
         return np.asarray(jnp.asarray(rng.standard_normal(N), jnp.bfloat16).astype(jnp.float32))
     raise AssertionError(kind)
 
 
-KINDS = ("gauss", "integers", "lognormal", "sparse", "nan_inf", "tiny", "bf16")
+KINDS = ("gauss", "integers", "lognormal", "sparse", "nan_inf", "tiny", "around_tiny", "bf16")
 
 
 @given(kind=st.sampled_from(KINDS), k=st.sampled_from(KS), seed=st.integers(0, 2**31))
