@@ -9,7 +9,8 @@ from .intersect import Intersect
 from .nm import NM
 from .paths import path_str
 from .pattern import Pattern, mine_patterns
-from .spec import GlobalBudget, Spec, global_, spec
+from .global_budget import GlobalBudget, global_
+from .spec import Spec, spec
 from .topk import TINY, top_k_mask
 from .unstructured import Unstructured
 

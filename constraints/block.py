@@ -131,13 +131,20 @@ class Block(Constraint):
         )
         return untile_view(tiles, tuple(shape), axes, self.shape)
 
+    def expand_flat(self, flat, shape):
+        """``expand`` for one value per block in flat (row-major grid) order."""
+        return self.expand(flat.reshape(block_grid(shape, self._axes(len(shape)), self.shape)), shape)
+
+    def used(self, w):
+        """Number of blocks holding a nonzero (NaN counts)."""
+        return jnp.sum(self.scores(jnp.where(w != 0, 1.0, 0.0)) > 0)
+
     def _mask(self, w):
         keep = top_k_mask(self.scores(w), self.kept(w.shape))
         return self.expand(keep, w.shape)
 
     def _is_feasible(self, w):
-        nonzero = self.scores(jnp.where(w != 0, 1.0, 0.0)) > 0
-        return jnp.sum(nonzero) <= self.kept(w.shape)
+        return self.used(w) <= self.kept(w.shape)
 
     def groups(self, shape):
         grid = block_grid(shape, self._axes(len(shape)), self.shape)

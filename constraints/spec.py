@@ -19,91 +19,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Constraint, energy_dtype
-from .block import Block, block_grid
-from .counting import kept_count
+from .base import Constraint
+from .global_budget import GlobalBudget
 from .paths import leaves_with_paths, nearby
-from .topk import top_k_mask
-from .unstructured import Unstructured
-
-_NORMALIZE = (None, "rms", "max")
-
-
-@dataclass(frozen=True)
-class GlobalBudget:
-    """One ``Unstructured`` or ``Block`` budget shared by every leaf whose path matches ``include``.
-
-    The kept count is taken over all entries (or blocks) of those leaves together. Scores are |w|
-    (Unstructured) or block energies (Block); ``normalize="rms"`` or ``"max"`` divides each leaf's
-    scores by their root-mean-square or maximum first, so that layers of different scale compete
-    fairly. Exact for the set {at most k nonzeros (blocks) in total} when ``normalize`` is None.
-    """
-
-    constraint: Unstructured | Block
-    include: str
-    normalize: str | None = None
-
-    def __post_init__(self):
-        if not isinstance(self.constraint, (Unstructured, Block)):
-            raise ValueError(
-                f"global_: only Unstructured or Block budgets can be shared, got {self.constraint!r}"
-            )
-        if self.normalize not in _NORMALIZE:
-            raise ValueError(f"global_: normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
-        re.compile(self.include)
-
-    def _scores(self, w):
-        c = self.constraint
-        if isinstance(c, Unstructured):
-            scores = jnp.abs(w.astype(energy_dtype(w.dtype)))
-        else:
-            scores = c.scores(w)
-        if self.normalize == "rms":
-            scores = scores / jnp.sqrt(jnp.mean(jnp.square(scores)) + 1e-30)
-        elif self.normalize == "max":
-            scores = scores / (jnp.max(scores) + 1e-30)
-        return scores
-
-    def _units(self, w) -> int:
-        c = self.constraint
-        return w.size if isinstance(c, Unstructured) else c.count(w.shape)
-
-    def masks(self, leaves: list) -> list:
-        scores = [self._scores(w).reshape(-1) for w in leaves]
-        total = sum(s.shape[0] for s in scores)
-        keep = top_k_mask(jnp.concatenate(scores), kept_count(total, self.constraint.sparsity))
-        out, start = [], 0
-        for w, s in zip(leaves, scores):
-            part = keep[start : start + s.shape[0]]
-            start += s.shape[0]
-            if isinstance(self.constraint, Unstructured):
-                out.append(part.reshape(w.shape))
-            else:
-                grid = block_grid(w.shape, self.constraint._axes(w.ndim), self.constraint.shape)
-                out.append(self.constraint.expand(part.reshape(grid), w.shape))
-        return out
-
-    def is_feasible(self, leaves: list) -> jax.Array:
-        c = self.constraint
-        if isinstance(c, Unstructured):
-            used = sum(jnp.sum(w != 0) for w in leaves)
-        else:
-            used = sum(jnp.sum(c.scores(jnp.where(w != 0, 1.0, 0.0)) > 0) for w in leaves)
-        return used <= kept_count(sum(self._units(w) for w in leaves), c.sparsity)
-
-
-def global_(constraint: Unstructured | Block, include: str, normalize: str | None = None) -> GlobalBudget:
-    """A budget ranked across all leaves matching ``include`` (see ``GlobalBudget``)."""
-    return GlobalBudget(constraint, include, normalize)
-
-
-Rule = Union[tuple[str, Union[Constraint, None]], GlobalBudget]
 
 
 @dataclass(frozen=True)

@@ -237,8 +237,9 @@ def _search(rows, k, valid, score):
     return b.lo, b.hi, b.c_lo, b.c_hi
 
 
-def _first_ties(scores, lo, hi, wanted):
-    """Mask of the first ``wanted`` entries (flat order) with lo < score <= hi (some exist)."""
+def _first_ties_by_chunks(scores, lo, hi, wanted):
+    """Mask of the first ``wanted`` entries (flat order) with lo < score <= hi: tie counts of 64
+    chunks, then a cumulative sum inside the chunk holding the cut (about 7 passes at 1e7)."""
     n = scores.shape[0]
     chunks = min(64, n)
     chunk = -(-n // chunks)
@@ -253,6 +254,38 @@ def _first_ties(scores, lo, hi, wanted):
     return ties & (lax.iota(jnp.int32, n) < cutoff)
 
 
+def _first_ties_by_peeling(scores, lo, hi, wanted):
+    """The same mask for few wanted ties and n <= 2**24 (a float32 index is exact): each pass
+    finds the next tie's index as a min-reduction (about 3 read passes each)."""
+    n = scores.shape[0]
+    big = jnp.asarray(2.0**100, scores.dtype)
+    index = lax.iota(scores.dtype, n)
+    finite_hi = jnp.isfinite(hi)
+    # 0/1 without booleans; (lo, inf] has nothing above inf, and hi = inf would make inf - inf
+    tie = _indicator_greater(scores, lo) - _indicator_greater(scores, jnp.where(finite_hi, hi, 0)) * finite_hi
+
+    def next_tie(_, last):  # the smallest tie index above `last`
+        return jnp.min(index + (1 - tie) * big + jnp.maximum(last + 1 - index, 0) * big)
+
+    last = lax.fori_loop(0, wanted, next_tie, jnp.asarray(-1, scores.dtype))
+    return (scores > lo) & (scores <= hi) & (index <= last)
+
+
+_PEEL_AT_MOST = 2  # peeling costs ~3 passes per tie, the chunked cut ~7 in all
+
+
+def _first_ties(scores, lo, hi, wanted):
+    """Mask of the first ``wanted`` entries (flat order) with lo < ``scores()`` <= hi (some
+    exist). ``scores`` is a function, so that each branch computes it inside its own fusion."""
+    if scores().shape[0] > _COUNT_SLICE or scores().dtype == jnp.float64:
+        return _first_ties_by_chunks(scores(), lo, hi, wanted)
+    return lax.cond(
+        wanted <= _PEEL_AT_MOST,
+        lambda: _first_ties_by_peeling(scores(), lo, hi, wanted),
+        lambda: _first_ties_by_chunks(scores(), lo, hi, wanted),
+    )
+
+
 def _mask_by_search(values, k, valid, score):
     """Flat mask of the top k of ``score(values)`` (flat, non-negative except -1 for NaN)."""
     rows = _as_rows(values)
@@ -264,7 +297,7 @@ def _mask_by_search(values, k, valid, score):
     return lax.cond(
         c_lo == k,
         lambda: scores() > lo,
-        lambda: (scores() > hi) | _first_ties(scores(), lo, hi, k - c_hi),
+        lambda: (scores() > hi) | _first_ties(scores, lo, hi, k - c_hi),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Constraint, Groups, check_sparsity
+from .base import Constraint, Groups, check_sparsity, energy_dtype
 from .counting import kept_count
 from .topk import top_k_mask
 
@@ -26,11 +26,25 @@ class Unstructured(Constraint):
     def kept(self, size: int) -> int:
         return kept_count(size, self.sparsity)
 
+    # The ranking interface shared with Block, which global budgets use.
+    def count(self, shape) -> int:
+        return int(np.prod(shape, dtype=np.int64))
+
+    def scores(self, w):
+        return jnp.abs(w.astype(energy_dtype(w.dtype)))
+
+    def expand_flat(self, flat, shape):
+        return flat.reshape(shape)
+
+    def used(self, w):
+        """Number of nonzero entries (NaN counts)."""
+        return jnp.sum(w != 0)
+
     def _mask(self, w):
         return top_k_mask(w, self.kept(w.size), magnitude=True)
 
     def _is_feasible(self, w):
-        return jnp.sum(w != 0) <= self.kept(w.size)
+        return self.used(w) <= self.kept(w.size)
 
     def groups(self, shape):
         size = int(np.prod(shape, dtype=np.int64))

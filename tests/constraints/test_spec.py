@@ -89,6 +89,8 @@ def test_global_block_budget_and_normalisation():
         global_(Unstructured(0.5), include=".", normalize="l1")
     with pytest.raises(ValueError, match="only Unstructured or Block"):
         global_(NM(2, 4, 0), include=".")
+    with pytest.raises(ValueError, match="not a valid regex"):
+        global_(Unstructured(0.5), include="(")
 
 
 def test_size_zero_and_scalar_leaves_do_not_crash():

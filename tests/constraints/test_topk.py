@@ -71,6 +71,19 @@ def test_kept_count_is_exact_with_ties(search):
         assert mask.sum() == k and mask[:k].all()  # lower index wins
 
 
+@pytest.mark.parametrize("wanted", [1, 2, 3])  # peeling cuts 1-2 ties, chunks more
+def test_tie_cut_at_the_kth_value(search, wanted):
+    rng = np.random.default_rng(wanted)
+    x = rng.uniform(0, 4, N).astype(np.float32)  # below the tie value
+    tie_at = [10, 400, 650, 690]
+    above = [i for i in range(N) if i not in tie_at][: 350 - wanted]
+    x[above] = rng.uniform(6, 9, len(above))
+    x[tie_at] = 5.0
+    mask = search(x, 350)
+    assert mask.sum() == 350 and mask[tie_at].tolist() == [True] * wanted + [False] * (4 - wanted)
+    np.testing.assert_array_equal(mask, stable_top_k(x, 350))
+
+
 def test_nan_ranks_lowest_and_is_never_kept(search):
     x = np.full(N, np.nan, np.float32)
     x[:5] = [3, -2, 0, 1, np.inf]
