@@ -15,8 +15,8 @@ Slow baselines are timed fewer times (``budget_s``) so that the 3e7 row stays af
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -5,11 +5,11 @@ from .base import Constraint, Groups
 from .block import Block
 from .column_sign import ColumnSign
 from .counting import kept_count
+from .global_budget import GlobalBudget, global_
 from .intersect import Intersect
 from .nm import NM
 from .paths import path_str
 from .pattern import Pattern, mine_patterns
-from .global_budget import GlobalBudget, global_
 from .spec import Spec, spec
 from .topk import TINY, top_k_mask
 from .unstructured import Unstructured

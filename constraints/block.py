@@ -14,7 +14,6 @@ from .base import (
     check_positive_ints,
     check_sparsity,
     energy_dtype,
-    fail,
     normalize_axes,
 )
 from .counting import kept_count
@@ -98,9 +97,7 @@ class Block(Constraint):
         check_positive_ints(self, self.shape, "block shape")
         check_sparsity(self, self.sparsity)
         if len(self.shape) != len(self.axes):
-            raise ValueError(
-                f"Block: shape {self.shape} and axes {self.axes} must have the same length"
-            )
+            raise ValueError(f"Block: shape {self.shape} and axes {self.axes} must have the same length")
 
     def check(self, shape, dtype, path="<array>"):
         check_float(self, shape, dtype, path)

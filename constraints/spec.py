@@ -42,7 +42,9 @@ class Spec:
                 rules.append(rule)
                 continue
             if not (isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str)):
-                raise ValueError(f"spec rule {i}: expected (regex, constraint or None) or global_(...), got {rule!r}")
+                raise ValueError(
+                    f"spec rule {i}: expected (regex, constraint or None) or global_(...), got {rule!r}"
+                )
             pattern, constraint = rule
             if constraint is not None and not isinstance(constraint, Constraint):
                 raise ValueError(f"spec rule {i} ({pattern!r}): {constraint!r} is not a constraint")
@@ -62,7 +64,9 @@ class Spec:
         paths, leaves, treedef = leaves_with_paths(params)
         owner: list[int | None] = []
         for path in paths:
-            owner.append(next((i for i, r in enumerate(self.rules) if re.search(self._pattern(r), path)), None))
+            owner.append(
+                next((i for i, r in enumerate(self.rules) if re.search(self._pattern(r), path)), None)
+            )
         for i, rule in enumerate(self.rules):
             if i in owner:
                 continue
@@ -151,7 +155,9 @@ class Spec:
             if rule is None or (not isinstance(rule, GlobalBudget) and rule[1] is None):
                 what = "unconstrained"
             elif isinstance(rule, GlobalBudget):
-                what = f"global {rule.constraint!r}" + (f" normalize={rule.normalize}" if rule.normalize else "")
+                what = f"global {rule.constraint!r}" + (
+                    f" normalize={rule.normalize}" if rule.normalize else ""
+                )
             else:
                 what = repr(rule[1])
             size = int(np.size(leaf))

@@ -26,7 +26,9 @@ def _block_energies(w, block, axes):
 CASES = [((2, 2), (0, 1)), ((1,), (0,)), ((1,), (1,)), ((3, 2), (1, 0)), ((4,), (1,))]
 
 
-@given(hnp.arrays(np.float32, (5, 7), elements=values), st.sampled_from(CASES), st.sampled_from([0.0, 0.5, 0.8]))
+@given(
+    hnp.arrays(np.float32, (5, 7), elements=values), st.sampled_from(CASES), st.sampled_from([0.0, 0.5, 0.8])
+)
 def test_laws_and_kept_blocks(w, case, s):
     block, axes = case
     c = Block(block, s, axes)

@@ -43,7 +43,9 @@ def test_optimal_against_brute_force_over_sign_choices(w):
 
 def test_ties_keep_the_positive_side_and_nan_is_dropped():
     w = jnp.asarray([[1.0], [-1.0], [np.nan], [2.0]])
-    np.testing.assert_array_equal(np.asarray(ColumnSign(2, axis=0).mask(w)), [[True], [False], [False], [True]])
+    np.testing.assert_array_equal(
+        np.asarray(ColumnSign(2, axis=0).mask(w)), [[True], [False], [False], [True]]
+    )
 
 
 def test_conv_kernel_rows_are_kh_kw_cin():

@@ -30,7 +30,10 @@ def test_composition_is_not_the_projection():
     w = jnp.asarray([[5.0], [-4.0], [-4.0], [-4.0]])
     c = ColumnSign(4, axis=0) & Unstructured(0.75)
     lost = float(jnp.sum((w - c.project(w)) ** 2))
-    best = brute_force_best(np.asarray(w), lambda s: s.sum() <= 1 and not ((np.asarray(w) * s > 0).any() and (np.asarray(w) * s < 0).any()))
+    best = brute_force_best(
+        np.asarray(w),
+        lambda s: s.sum() <= 1 and not ((np.asarray(w) * s > 0).any() and (np.asarray(w) * s < 0).any()),
+    )
     assert lost == 57.0 and energy(w, np.ones((4, 1))) - best == 48.0
 
 

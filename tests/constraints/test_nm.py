@@ -17,7 +17,10 @@ def _runs(support, n, m, axis):
     return all((c <= n).all() for c in counts)
 
 
-@given(hnp.arrays(np.float32, (4, 10), elements=values), st.sampled_from([(2, 4, 1), (1, 3, 0), (2, 4, 0), (3, 3, 1)]))
+@given(
+    hnp.arrays(np.float32, (4, 10), elements=values),
+    st.sampled_from([(2, 4, 1), (1, 3, 0), (2, 4, 0), (3, 3, 1)]),
+)
 def test_laws_and_per_run_counts(w, nma):
     n, m, axis = nma
     c = NM(n, m, axis)

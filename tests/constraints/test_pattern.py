@@ -73,7 +73,11 @@ def test_dtypes(dtype):
 
 
 def test_wrong_pattern_size_is_an_error():
-    with pytest.raises(ValueError, match=r"leaf 'conv/kernel' with shape \(5, 5, 2, 2\): axes \(0, 1\) have extent \(5, 5\) but the patterns are \(3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"leaf 'conv/kernel' with shape \(5, 5, 2, 2\): axes \(0, 1\) have extent \(5, 5\) "
+        r"but the patterns are \(3, 3\)",
+    ):
         Pattern(PATS, axes=(0, 1)).mask(jnp.ones((5, 5, 2, 2)), "conv/kernel")
     with pytest.raises(ValueError, match="need 2 axes"):
         Pattern(PATS, axes=(0,))

@@ -4,7 +4,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured, global_, kept_count, mine_patterns, spec
+from prunax.constraints import (
+    NM,
+    Block,
+    ColumnSign,
+    Pattern,
+    Unstructured,
+    global_,
+    kept_count,
+    mine_patterns,
+    spec,
+)
 
 
 class Net(nn.Module):
@@ -40,13 +50,19 @@ def test_flax_tree_first_match_wins_and_none_is_unconstrained(params):
     masks = s.mask(params)
     assert jax.tree_util.tree_structure(masks) == jax.tree_util.tree_structure(params)
     constraints = s.constraints(params)
-    assert constraints["dense2"]["kernel"] is None and isinstance(constraints["conv1"]["kernel"], Unstructured)
+    assert constraints["dense2"]["kernel"] is None and isinstance(
+        constraints["conv1"]["kernel"], Unstructured
+    )
     groups = s.groups(params)
     assert groups["conv2"]["kernel"].count == 16 and groups["dense2"]["bias"] is None
 
 
 def test_rule_matching_nothing_lists_nearby_paths(params):
-    with pytest.raises(ValueError, match=r"spec rule 0 \('conv3/kernel\$'\) claims no leaf: it matches no leaf; nearby paths: \['conv2/kernel', 'conv1/kernel'"):
+    with pytest.raises(
+        ValueError,
+        match=r"spec rule 0 \('conv3/kernel\$'\) claims no leaf: it matches no leaf; "
+        r"nearby paths: \['conv2/kernel', 'conv1/kernel'",
+    ):
         spec([(r"conv3/kernel$", Unstructured(0.5))]).mask(params)
     with pytest.raises(ValueError, match="taken by an earlier rule"):
         spec([(r"kernel$", None), (r"conv1/kernel$", Unstructured(0.5))]).mask(params)

@@ -57,11 +57,15 @@ def test_search_path_equals_stable_sort(search, kind, k, seed):
 
 
 @given(
-    x=hnp.arrays(np.float32, (5, 7), elements=st.floats(-4, 4, width=32) | st.sampled_from([0.0, 1.0, np.nan, np.inf])),
+    x=hnp.arrays(
+        np.float32, (5, 7), elements=st.floats(-4, 4, width=32) | st.sampled_from([0.0, 1.0, np.nan, np.inf])
+    ),
     k=st.integers(-1, 36),
 )
 def test_sort_path_equals_stable_sort(x, k):
-    np.testing.assert_array_equal(np.asarray(top_k_mask(jnp.asarray(x), k, magnitude=True)), stable_top_k(np.abs(x), k))
+    np.testing.assert_array_equal(
+        np.asarray(top_k_mask(jnp.asarray(x), k, magnitude=True)), stable_top_k(np.abs(x), k)
+    )
 
 
 def test_kept_count_is_exact_with_ties(search):

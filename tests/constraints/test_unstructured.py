@@ -1,4 +1,3 @@
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -57,7 +56,10 @@ def test_bad_sparsity(bad):
 
 
 def test_integer_leaf_is_an_error_naming_path_shape_and_constraint():
-    with pytest.raises(ValueError, match=r"Unstructured\(sparsity=0.5\) on leaf 'dense/kernel' with shape \(3,\): dtype int32"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unstructured\(sparsity=0.5\) on leaf 'dense/kernel' with shape \(3,\): dtype int32",
+    ):
         Unstructured(0.5).mask(jnp.arange(3), "dense/kernel")
 
 

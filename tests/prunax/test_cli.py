@@ -12,7 +12,20 @@ def test_version_and_help(capsys):
 
 
 def test_bench_projection_writes_a_report(tmp_path, capsys):
-    code = main(["bench", "projection", "--sizes", "3000", "--fractions", "0.1", "--repeats", "1", "--out", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "projection",
+            "--sizes",
+            "3000",
+            "--fractions",
+            "0.1",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     report = (tmp_path / "report.md").read_text()
     assert "Top-k selection speed" in report and "| 3e+03 | 0.1 |" in report
