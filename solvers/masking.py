@@ -1,0 +1,101 @@
+"""Hard pruning and masked retraining (DESIGN §3.5).
+
+``finalize(spec, params)`` projects every constrained leaf onto its set and returns the params and
+masks; ``prune_report`` says per leaf how far that went. ``keep_masked(masks)`` is the optax
+transform for retraining: chained *after* the optimizer, it rewrites the final update so that
+pruned entries land on exactly 0 whatever momentum, Adam statistics or weight decay proposed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prunax.constraints import Spec
+from prunax.constraints.paths import leaves_with_paths
+
+
+class LeafReport(NamedTuple):
+    path: str
+    shape: tuple[int, ...]
+    constraint: str
+    target_sparsity: float | None  # what the constraint asks for, where it states one
+    achieved_sparsity: float  # fraction of exact zeros after the prune
+    feasible: bool
+    relative_move: float  # ||W_pruned - W|| / ||W||
+
+
+def finalize(spec: Spec, params):
+    """Hard prune: ``(spec.project(params), spec.mask(params))``. Most public codes prune W this
+    way (not Z): the kept support is the best admissible one for the current weights."""
+    masks = spec.mask(params)
+    pruned = jax.tree_util.tree_map(lambda w, m: jnp.where(m, w, jnp.zeros((), w.dtype)), params, masks)
+    return pruned, masks
+
+
+def prune_report(spec: Spec, dense, pruned) -> list[LeafReport]:
+    """Per constrained leaf: target vs achieved sparsity, feasibility, relative distance moved."""
+    paths, leaves, _, _ = spec.assign(dense)
+    _, pruned_leaves, _ = leaves_with_paths(pruned)
+    constraints = jax.tree_util.tree_leaves(spec.constraints(dense), is_leaf=lambda c: c is None)
+    rows = []
+    for path, w, p, c in zip(paths, leaves, pruned_leaves, constraints):
+        if c is None:
+            continue
+        feasible = bool(c.is_feasible(p, path))
+        w, p = np.asarray(w, np.float64), np.asarray(p, np.float64)
+        norm = np.linalg.norm(w)
+        rows.append(
+            LeafReport(
+                path=path,
+                shape=tuple(w.shape),
+                constraint=repr(c),
+                target_sparsity=getattr(c, "sparsity", None),
+                achieved_sparsity=float(np.mean(p == 0)) if p.size else 0.0,
+                feasible=feasible,
+                relative_move=float(np.linalg.norm(w - p) / norm) if norm > 0 else 0.0,
+            )
+        )
+    return rows
+
+
+def _check_masks(masks, params) -> None:
+    mask_struct, param_struct = jax.tree_util.tree_structure(masks), jax.tree_util.tree_structure(params)
+    if mask_struct != param_struct:
+        raise ValueError(f"keep_masked: masks tree {mask_struct} does not match params tree {param_struct}")
+    paths, mask_leaves, _ = leaves_with_paths(masks)
+    for path, m, w in zip(paths, mask_leaves, jax.tree_util.tree_leaves(params)):
+        if np.shape(m) != np.shape(w):
+            raise ValueError(
+                f"keep_masked: mask of leaf {path!r} has shape {np.shape(m)}, the param {np.shape(w)}"
+            )
+
+
+def keep_masked(masks) -> optax.GradientTransformationExtraArgs:
+    """Keep pruned weights at exactly 0 during retraining: chain it last, after the optimizer.
+
+    ``update`` returns ``where(mask, u, -params)``: kept entries take the optimizer's update,
+    pruned ones the update that sends them to 0 (a no-op once they are 0). Without ``params`` it
+    returns ``where(mask, u, 0)``, which keeps already-zero entries at 0.
+    """
+
+    def init(params):
+        _check_masks(masks, params)
+        return optax.EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            return jax.tree_util.tree_map(
+                lambda u, m: jnp.where(m, u, jnp.zeros_like(u)), updates, masks
+            ), state
+        _check_masks(masks, params)
+        return jax.tree_util.tree_map(
+            lambda u, m, w: jnp.where(m, u, -w).astype(u.dtype), updates, masks, params
+        ), state
+
+    return optax.GradientTransformationExtraArgs(init, update)

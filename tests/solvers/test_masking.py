@@ -1,0 +1,77 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from prunax import solvers
+from prunax.constraints import Block, Unstructured, kept_count, spec
+
+
+@pytest.fixture
+def params():
+    rng = np.random.default_rng(0)
+    return {
+        "conv": {"kernel": jnp.asarray(rng.standard_normal((3, 3, 4, 8)), jnp.float32), "bias": jnp.ones(8)},
+        "dense": {"kernel": jnp.asarray(rng.standard_normal((8, 4)), jnp.float32)},
+    }
+
+
+SPEC = spec([(r"conv/kernel$", Block((1,), 0.5, axes=(3,))), (r"dense/kernel$", Unstructured(0.75))])
+
+
+def test_finalize_projects_and_reports(params):
+    pruned, masks = solvers.finalize(SPEC, params)
+    assert bool(SPEC.is_feasible(pruned))
+    np.testing.assert_array_equal(pruned["conv"]["bias"], params["conv"]["bias"])
+    assert bool(masks["conv"]["bias"].all()) and int(masks["dense"]["kernel"].sum()) == kept_count(32, 0.75)
+    report = {r.path: r for r in solvers.prune_report(SPEC, params, pruned)}
+    assert set(report) == {"conv/kernel", "dense/kernel"}  # unconstrained leaves are not reported
+    dense = report["dense/kernel"]
+    assert dense.target_sparsity == 0.75 and dense.achieved_sparsity == 0.75 and dense.feasible
+    w = np.asarray(params["dense"]["kernel"], np.float64)
+    moved = np.linalg.norm(w - np.asarray(pruned["dense"]["kernel"])) / np.linalg.norm(w)
+    assert dense.relative_move == pytest.approx(moved)
+    assert report["conv/kernel"].achieved_sparsity == 0.5
+
+
+def test_keep_masked_survives_adam_with_weight_decay(params):
+    pruned, masks = solvers.finalize(SPEC, params)
+    tx = optax.chain(optax.adamw(1e-2, weight_decay=0.1), solvers.keep_masked(masks))
+    state = tx.init(pruned)
+
+    def loss(p):
+        return sum(jnp.sum(jnp.sin(w) ** 2 + w) for w in jax.tree_util.tree_leaves(p))
+
+    @jax.jit
+    def step(p, s):
+        updates, s = tx.update(jax.grad(loss)(p), s, p)
+        return optax.apply_updates(p, updates), s
+
+    p = pruned
+    for _ in range(200):
+        p, state = step(p, state)
+    for w, m in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(masks)):
+        assert bool(jnp.all(jnp.where(m, True, w == 0)))  # pruned entries are exactly 0
+    assert not np.allclose(p["dense"]["kernel"], pruned["dense"]["kernel"])  # kept ones trained
+
+
+def test_keep_masked_zeroes_entries_that_were_not_pruned_yet(params):
+    _, masks = solvers.finalize(SPEC, params)
+    tx = solvers.keep_masked(masks)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    after = optax.apply_updates(params, updates)
+    assert bool(SPEC.is_feasible(after))
+
+
+def test_keep_masked_rejects_mismatched_masks(params):
+    _, masks = solvers.finalize(SPEC, params)
+    with pytest.raises(ValueError, match="masks tree"):
+        solvers.keep_masked({"conv": masks["conv"]}).init(params)
+    bad = jax.tree_util.tree_map(lambda m: m, masks)
+    bad["dense"]["kernel"] = jnp.ones((4, 8), bool)
+    with pytest.raises(
+        ValueError, match=r"mask of leaf 'dense/kernel' has shape \(4, 8\), the param \(8, 4\)"
+    ):
+        solvers.keep_masked(bad).init(params)
