@@ -33,7 +33,7 @@ from jax import lax
 
 TINY = 2.0**-100
 SORT_BELOW = 4096
-_SAMPLE = 4096
+_SAMPLE = 16384
 _COUNT_SLICE = 2**24  # the longest row a float32 count sums (exact up to 2**24)
 _MAX_STEPS = 96
 
@@ -163,7 +163,8 @@ def _search(rows, k, valid, score):
         secant = b.u_1 + (b.u_1 - b.u_2) * ((b.f_1 - aim) / (b.f_2 - b.f_1))
         falsi = base + (b.hi - base) * (b.f_lo / (b.f_lo - b.f_hi))
         interpolated = jnp.where((secant > b.lo) & (secant < b.hi), secant, falsi)
-        stalled = 2 * width > b.width_3
+        # bisection only inside a bracket both of whose ends came from probes
+        stalled = (2 * width > b.width_3) & jnp.isfinite(b.hi) & (b.lo >= 0)
         bisected = _bits_midpoint(jnp.maximum(b.lo, tiny), b.hi)
         u = jnp.where(jnp.isfinite(interpolated) & ~stalled, interpolated, bisected)
         newton = b.u_1 + (b.f_1 - aim) / density
