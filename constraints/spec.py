@@ -111,9 +111,7 @@ class Spec:
 
     def project(self, params):
         """Every constrained leaf masked onto its set; unconstrained leaves unchanged."""
-        return jax.tree_util.tree_map(
-            lambda w, m: jnp.where(m, w, jnp.zeros((), jnp.result_type(w))), params, self.mask(params)
-        )
+        return apply_masks(params, self.mask(params))
 
     def feasibility(self, params) -> dict[str, jax.Array]:
         """Per rule (keyed by its regex): whether its leaves lie in its set (bool scalars)."""
@@ -167,6 +165,13 @@ class Spec:
         lines = ["| " + " | ".join(r[c].ljust(widths[c]) for c in range(5)) + " |" for r in rows]
         lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
         return "\n".join(lines)
+
+
+def apply_masks(params, masks):
+    """``where(mask, w, 0)`` leaf by leaf: the projection once the masks are known."""
+    return jax.tree_util.tree_map(
+        lambda w, m: jnp.where(m, w, jnp.zeros((), jnp.result_type(w))), params, masks
+    )
 
 
 def spec(rules) -> Spec:

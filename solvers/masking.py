@@ -17,6 +17,7 @@ import optax
 
 from prunax.constraints import Spec
 from prunax.constraints.paths import leaves_with_paths
+from prunax.constraints.spec import apply_masks
 
 
 class LeafReport(NamedTuple):
@@ -33,8 +34,7 @@ def finalize(spec: Spec, params):
     """Hard prune: ``(spec.project(params), spec.mask(params))``. Most public codes prune W this
     way (not Z): the kept support is the best admissible one for the current weights."""
     masks = spec.mask(params)
-    pruned = jax.tree_util.tree_map(lambda w, m: jnp.where(m, w, jnp.zeros((), w.dtype)), params, masks)
-    return pruned, masks
+    return apply_masks(params, masks), masks
 
 
 def prune_report(spec: Spec, dense, pruned) -> list[LeafReport]:
