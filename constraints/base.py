@@ -42,7 +42,8 @@ class Constraint:
         """Raise ValueError if this constraint cannot apply to a leaf of this shape and dtype."""
         check_float(self, shape, dtype, path)
 
-    def _mask(self, w: jax.Array) -> jax.Array:
+    def _mask(self, w: jax.Array, scale=None) -> jax.Array:
+        """The mask; ``scale`` (see ``mask``) only matters to constraints with a sparsity."""
         raise NotImplementedError
 
     def _is_feasible(self, w: jax.Array) -> jax.Array:
@@ -52,12 +53,14 @@ class Constraint:
         return None
 
     # -- given --------------------------------------------------------------------------------
-    def mask(self, w: jax.Array, path: str = "<array>") -> jax.Array:
+    def mask(self, w: jax.Array, path: str = "<array>", scale=None) -> jax.Array:
+        """``scale`` in [0, 1] (may be traced) prunes that fraction of each sparsity's count: the
+        gradual-pruning ramp. Structure-only constraints (N:M, patterns, polarity) apply in full."""
         w = jnp.asarray(w)
         self.check(w.shape, w.dtype, path)
         if w.size == 0:
             return jnp.zeros(w.shape, bool)
-        return self._mask(w)
+        return self._mask(w, scale)
 
     def project(self, w: jax.Array, path: str = "<array>") -> jax.Array:
         w = jnp.asarray(w)

@@ -109,8 +109,8 @@ class Block(Constraint):
     def count(self, shape) -> int:
         return int(np.prod(block_grid(shape, self._axes(len(shape)), self.shape), dtype=np.int64))
 
-    def kept(self, shape) -> int:
-        return kept_count(self.count(shape), self.sparsity)
+    def kept(self, shape, scale=None):
+        return kept_count(self.count(shape), self.sparsity, scale)
 
     def scores(self, w):
         """Energy ||w_b||^2 of every block, shaped like the block grid."""
@@ -136,8 +136,8 @@ class Block(Constraint):
         """Number of blocks holding a nonzero (NaN counts)."""
         return jnp.sum(self.scores(jnp.where(w != 0, 1.0, 0.0)) > 0)
 
-    def _mask(self, w):
-        keep = top_k_mask(self.scores(w), self.kept(w.shape))
+    def _mask(self, w, scale=None):
+        keep = top_k_mask(self.scores(w), self.kept(w.shape, scale))
         return self.expand(keep, w.shape)
 
     def _is_feasible(self, w):

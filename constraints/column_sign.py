@@ -51,7 +51,7 @@ class ColumnSign(Constraint):
     def _unmatrix(self, fragments, rows, shape):
         return fragments.reshape(-1, fragments.shape[-1])[:rows].reshape(shape)
 
-    def _mask(self, w):
+    def _mask(self, w, scale=None):
         x = w.astype(energy_dtype(w.dtype))
         frags, rows = self._matrix(jnp.where(jnp.isnan(x), 0, x))
         positive = jnp.sum(jnp.square(jnp.maximum(frags, 0)), axis=1, keepdims=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import jax.numpy as jnp
+
 _SNAP = 1e-9
 
 
@@ -27,6 +29,16 @@ def pruned_count(n: int, sparsity: float) -> int:
     return robust_floor(sparsity * n)
 
 
-def kept_count(n: int, sparsity: float) -> int:
-    """Number of entries kept at a sparsity: ``k = n - floor(s * n)`` (so s = 0.9, n = 10 keeps 1)."""
-    return n - pruned_count(n, sparsity)
+def kept_count(n: int, sparsity: float, scale=None):
+    """Number of entries kept at a sparsity: ``k = n - floor(s * n)`` (so s = 0.9, n = 10 keeps 1).
+
+    With ``scale`` (a fraction in [0, 1], traced or not: the gradual-pruning ramp) it is the traced
+    int32 ``n - floor(scale * floor(s * n))``: the exact pruned count scaled, so scale 1 gives
+    exactly the static k.
+    """
+    pruned = pruned_count(n, sparsity)
+    if scale is None:
+        return n - pruned
+    scale = jnp.clip(jnp.asarray(scale, jnp.float32), 0.0, 1.0)
+    scaled = jnp.where(scale >= 1.0, pruned, jnp.floor(scale * pruned).astype(jnp.int32))
+    return jnp.int32(n) - scaled

@@ -50,11 +50,12 @@ class GlobalBudget:
             scores = scores / (jnp.max(scores) + 1e-30)
         return scores
 
-    def masks(self, leaves: list) -> list:
-        """One mask per leaf, from a single top-k over all of their (normalised) scores."""
+    def masks(self, leaves: list, scale=None) -> list:
+        """One mask per leaf, from a single top-k over all of their (normalised) scores
+        (``scale``: the gradual-pruning fraction of the sparsity, as in ``Constraint.mask``)."""
         scores = [self._scores(w) for w in leaves]
         total = sum(s.shape[0] for s in scores)
-        keep = top_k_mask(jnp.concatenate(scores), kept_count(total, self.constraint.sparsity))
+        keep = top_k_mask(jnp.concatenate(scores), kept_count(total, self.constraint.sparsity, scale))
         out, start = [], 0
         for w, s in zip(leaves, scores):
             out.append(self.constraint.expand_flat(keep[start : start + s.shape[0]], w.shape))

@@ -42,11 +42,11 @@ class Intersect(Constraint):
         for part in self.parts:
             part.check(shape, dtype, path)
 
-    def _mask(self, w):
+    def _mask(self, w, scale=None):
         mask = jnp.ones(w.shape, bool)
         zero = jnp.zeros((), w.dtype)
         for part in self.parts:
-            mask = mask & part._mask(jnp.where(mask, w, zero))
+            mask = mask & part._mask(jnp.where(mask, w, zero), scale)
         return mask
 
     def _is_feasible(self, w):

@@ -51,7 +51,7 @@ class NM(Constraint):
     def _axis(self, w):
         return self.axis % w.ndim
 
-    def _mask(self, w):
+    def _mask(self, w, scale=None):
         axis = self._axis(w)
         score = ranking_key(jnp.abs(w.astype(jnp.promote_types(w.dtype, jnp.float32))))
         runs, length = _runs(score, axis, self.m, -1.0)  # padding ranks with NaN: never kept

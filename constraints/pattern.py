@@ -121,10 +121,10 @@ class Pattern(Constraint):
         best = jnp.take_along_axis(kept, choice[:, None], axis=1)[:, 0]
         return pats[choice] & (tiles >= 0), jnp.where(nan_tile, jnp.nan, best)
 
-    def _mask(self, w):
+    def _mask(self, w, scale=None):
         chosen, best = self._best(w)
         if self.connectivity is not None:
-            keep = top_k_mask(best, kept_count(best.shape[0], self.connectivity))
+            keep = top_k_mask(best, kept_count(best.shape[0], self.connectivity, scale))
             chosen = chosen & keep[:, None]
         return self._untile(chosen, w.shape)
 

@@ -94,18 +94,19 @@ class Spec:
         return jax.tree_util.tree_unflatten(treedef, [self._constraint(i) for i in owner])
 
     # -- the algebra over the tree ------------------------------------------------------------
-    def mask(self, params):
-        """Pytree of bool masks mirroring ``params``; unconstrained leaves are all True."""
+    def mask(self, params, scale=None):
+        """Pytree of bool masks mirroring ``params``; unconstrained leaves are all True. ``scale``
+        in [0, 1] (may be traced) prunes that fraction of every sparsity (see ``Constraint.mask``)."""
         paths, leaves, owner, treedef = self.assign(params)
         masks: list = [None] * len(leaves)
         for i, rule in enumerate(self.rules):
             mine = [j for j, o in enumerate(owner) if o == i]
             if isinstance(rule, GlobalBudget):
-                for j, m in zip(mine, rule.masks([jnp.asarray(leaves[j]) for j in mine])):
+                for j, m in zip(mine, rule.masks([jnp.asarray(leaves[j]) for j in mine], scale)):
                     masks[j] = m
             elif rule[1] is not None:
                 for j in mine:
-                    masks[j] = rule[1].mask(leaves[j], paths[j])
+                    masks[j] = rule[1].mask(leaves[j], paths[j], scale)
         masks = [jnp.ones(np.shape(leaf), bool) if m is None else m for m, leaf in zip(masks, leaves)]
         return jax.tree_util.tree_unflatten(treedef, masks)
 

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 TINY = 2.0**-100
@@ -319,29 +320,34 @@ def _identity(x):
     return x
 
 
-def top_k_mask(scores: jax.Array, k: int, *, magnitude: bool = False, sort_below: int = SORT_BELOW):
+def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int = SORT_BELOW):
     """Boolean mask of the k largest scores (of ``|scores|`` when ``magnitude``), same shape.
 
-    ``k`` is a static int; k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores must
-    be non-negative or NaN unless ``magnitude`` is set. The module docstring gives the exact rule.
+    ``k`` is an int, or a traced int scalar (gradual pruning changes it inside one compiled
+    step); k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores must be non-negative
+    or NaN unless ``magnitude`` is set. The module docstring gives the exact rule.
     """
     shape = scores.shape
     n = math.prod(shape)
-    if k <= 0 or n == 0:
+    static = isinstance(k, (int, np.integer))
+    if n == 0 or (static and k <= 0):
         return jnp.zeros(shape, bool)
     flat = scores.reshape(-1).astype(_work_dtype(scores.dtype))
     score = jnp.abs if magnitude else _identity
-    if k >= n:
+    if static and k >= n:
         return ~jnp.isnan(flat).reshape(shape)
     if n <= sort_below:
         return _mask_by_sort(ranking_key(score(flat)), k).reshape(shape)
-    kk = jnp.int32(k)
+    kk = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
     # One read pass: the sum of x * 0 is NaN iff x holds a NaN or an inf (XLA:CPU's max reduction
     # does not propagate NaN, so it cannot serve as the check).
     finite = jnp.isfinite(jnp.sum(flat * 0))
 
     def clean():
-        return _mask_by_search(flat, kk, jnp.int32(n), score)
+        def search():
+            return _mask_by_search(flat, kk, jnp.int32(n), score)
+
+        return search() if static else lax.cond(kk >= n, lambda: jnp.ones(n, bool), search)
 
     def with_nans():  # also taken for inf, which needs no sanitising but is rare
         nan = jnp.isnan(flat)
@@ -353,4 +359,8 @@ def top_k_mask(scores: jax.Array, k: int, *, magnitude: bool = False, sort_below
 
         return lax.cond(kk >= valid, lambda: ~nan, search)
 
-    return lax.cond(finite, clean, with_nans).reshape(shape)
+    def select():
+        return lax.cond(finite, clean, with_nans)
+
+    mask = select() if static else lax.cond(kk <= 0, lambda: jnp.zeros(n, bool), select)
+    return mask.reshape(shape)

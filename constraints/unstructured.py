@@ -23,8 +23,8 @@ class Unstructured(Constraint):
     def __post_init__(self):
         check_sparsity(self, self.sparsity)
 
-    def kept(self, size: int) -> int:
-        return kept_count(size, self.sparsity)
+    def kept(self, size: int, scale=None):
+        return kept_count(size, self.sparsity, scale)
 
     # The ranking interface shared with Block, which global budgets use.
     def count(self, shape) -> int:
@@ -40,8 +40,8 @@ class Unstructured(Constraint):
         """Number of nonzero entries (NaN counts)."""
         return jnp.sum(w != 0)
 
-    def _mask(self, w):
-        return top_k_mask(w, self.kept(w.size), magnitude=True)
+    def _mask(self, w, scale=None):
+        return top_k_mask(w, self.kept(w.size, scale), magnitude=True)
 
     def _is_feasible(self, w):
         return self.used(w) <= self.kept(w.size)

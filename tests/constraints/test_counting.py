@@ -1,5 +1,7 @@
 import math
 
+import jax.numpy as jnp
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,3 +37,17 @@ def test_decimal_sparsities_hit_their_count(n, permille):
 
 def test_robust_floor_plain_values():
     assert robust_floor(2.5) == 2 and robust_floor(2.9999999999999996) == 3 and robust_floor(-0.5) == -1
+
+
+@given(
+    n=st.integers(0, 10**6),
+    sparsity=st.floats(0, 0.999),
+    scale=st.floats(0, 1),
+)
+def test_scaled_kept_count_scales_the_exact_pruned_count(n, sparsity, scale):
+    pruned = n - kept_count(n, sparsity)
+    k = int(kept_count(n, sparsity, jnp.float32(scale)))
+    assert n - pruned <= k <= n
+    assert k == n - math.floor(np.float32(scale) * np.float32(pruned)) or scale == 1
+    assert int(kept_count(n, sparsity, 1.0)) == kept_count(n, sparsity)
+    assert int(kept_count(n, sparsity, 0.0)) == n

@@ -123,3 +123,27 @@ def test_spec_methods_jit(params):
     eager = s.project(params)
     jitted = jax.jit(s.project)(params)
     jax.tree_util.tree_map(np.testing.assert_array_equal, eager, jitted)
+
+
+def test_scale_ramps_every_sparsity_and_leaves_structure_in_full(params):
+    patterns = mine_patterns(params["conv2"]["kernel"], (0, 1), (3, 3), 4, 4)
+    s = spec(
+        [
+            (r"conv1/kernel$", Block((1,), 0.5, axes=(3,)) & ColumnSign(4, axis=2)),
+            (r"conv2/kernel$", Pattern(patterns, axes=(0, 1), connectivity=0.5)),
+            global_(Unstructured(0.9), include=r"dense\d/kernel$"),
+        ]
+    )
+    masked = jax.jit(s.mask)
+    for scale in (0.0, 0.3, 1.0):
+        masks = masked(params, jnp.float32(scale))
+        filters = int(jnp.sum(jnp.any(masks["conv1"]["kernel"], axis=(0, 1, 2))))
+        assert filters >= 8 - int(scale * 4), scale  # at most floor(scale * 4) of 8 filters dropped
+        assert bool(ColumnSign(4, axis=2).is_feasible(jnp.where(masks["conv1"]["kernel"], 1.0, 0.0)))
+        kernels = int(jnp.sum(jnp.any(masks["conv2"]["kernel"], axis=(0, 1))))
+        assert kernels == 8 * 16 - int(scale * 64)
+        dense = [params[d]["kernel"].size for d in ("dense1", "dense2")]
+        kept = sum(int(masks[d]["kernel"].sum()) for d in ("dense1", "dense2"))
+        assert kept == int(kept_count(sum(dense), 0.9, jnp.float32(scale)))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, masked(params, jnp.float32(1.0)), s.mask(params))
+    assert masked._cache_size() == 1

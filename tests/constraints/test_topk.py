@@ -134,3 +134,15 @@ def test_large_array_exact(search):
 def test_edge_sizes():
     assert top_k_mask(jnp.zeros((0,)), 3).shape == (0,)
     assert bool(top_k_mask(jnp.asarray(2.0), 1)) and not bool(top_k_mask(jnp.asarray(2.0), 0))
+
+
+@pytest.mark.parametrize("kind", ["gauss", "integers", "nan_inf"])
+@pytest.mark.parametrize("sort_below", [1, 4096])
+def test_traced_k_matches_static_k_in_one_compile(kind, sort_below):
+    x = jnp.asarray(_values(kind, np.random.default_rng(3)))
+    traced = jax.jit(lambda x, k: top_k_mask(x, k, magnitude=True, sort_below=sort_below))
+    for k in (-2, 0, 1, 7, 350, 699, N, N + 5):
+        expected = top_k_mask(x, k, magnitude=True, sort_below=sort_below)
+        got = traced(x, jnp.int32(k))
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected), err_msg=f"k={k}")
+    assert traced._cache_size() == 1
