@@ -9,6 +9,7 @@ error messages that name the leaf path, shape, dtype, axis and constraint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +25,23 @@ class Groups:
     ids: np.ndarray
     count: int
 
+    @cached_property
+    def singletons(self) -> bool:
+        """Every entry its own group, numbered in flat order (Unstructured): no gather needed."""
+        return self.count == self.ids.size and bool(np.all(self.ids.reshape(-1) == np.arange(self.count)))
+
     def norms(self, w: jax.Array) -> jax.Array:
         """L2 norm of every group, shape (count,)."""
-        squares = jnp.square(w.astype(jnp.promote_types(w.dtype, jnp.float32)))
-        return jnp.sqrt(jax.ops.segment_sum(squares.reshape(-1), self.ids.reshape(-1), self.count))
+        w = w.astype(jnp.promote_types(w.dtype, jnp.float32))
+        if self.singletons:
+            return jnp.abs(w).reshape(-1)
+        return jnp.sqrt(jax.ops.segment_sum(jnp.square(w).reshape(-1), self.ids.reshape(-1), self.count))
+
+    def spread(self, values: jax.Array) -> jax.Array:
+        """One value per group broadcast onto the leaf's shape."""
+        if self.singletons:
+            return values.reshape(self.ids.shape)
+        return values[self.ids]
 
 
 class Constraint:

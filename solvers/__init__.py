@@ -1,10 +1,36 @@
 """Optax-compatible pruning solvers, hard pruning and masked retraining (DESIGN §3).
 
-Built so far: ``finalize`` / ``prune_report`` (hard prune), ``keep_masked`` (masked retraining)
-and ``cubic_sparsity``. ADMM, SLR, reweighted group lasso and the magnitude baselines follow.
+* ``admm``, ``slr`` and ``reweighted_group_lasso`` (subgradient form) go first in an optax chain:
+  they add their penalty's gradient, and the optimizer after them takes the W-step.
+* ``magnitude``, ``reweighted_group_lasso(prox=True)`` and ``keep_masked`` go last: they act on
+  the optimizer's proposed step.
+* ``finalize`` hard-prunes to the spec and returns the masks; ``prune_report`` says how far.
 """
 
+from .admm import ADMMState, admm
+from .group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso
+from .magnitude import MagnitudeState, magnitude
 from .masking import LeafReport, finalize, keep_masked, prune_report
-from .schedules import cubic_sparsity
+from .schedules import cubic_fraction, cubic_sparsity, geometric, restarts
+from .slr import SLRState, slr, slr_alpha
 
-__all__ = ["LeafReport", "cubic_sparsity", "finalize", "keep_masked", "prune_report"]
+__all__ = [
+    "ADMMState",
+    "GroupLassoState",
+    "LeafReport",
+    "MagnitudeState",
+    "SLRState",
+    "admm",
+    "cubic_fraction",
+    "cubic_sparsity",
+    "finalize",
+    "geometric",
+    "group_soft_threshold",
+    "keep_masked",
+    "magnitude",
+    "prune_report",
+    "restarts",
+    "reweighted_group_lasso",
+    "slr",
+    "slr_alpha",
+]
