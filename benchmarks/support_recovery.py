@@ -125,3 +125,27 @@ def recovery_rates(problem: Problem, methods=METHODS, **solve_kwargs) -> dict[st
         method: float(np.mean(np.all(solve(problem, method, **solve_kwargs) == problem.best, axis=1)))
         for method in methods
     }
+
+
+def study(seeds=(0, 1, 2, 3, 4), count: int = 100, progress=None, **solve_kwargs) -> list[dict]:
+    """One row per seed: the recovery rate of every method on ``count`` fresh instances."""
+    rows = []
+    for seed in seeds:
+        if progress:
+            progress(f"seed {seed}: {count} instances")
+        rates = recovery_rates(instances(count, seed=seed), **solve_kwargs)
+        rows.append({"seed": seed, "instances": count} | rates)
+    return rows
+
+
+def report(rows: list[dict]) -> str:
+    """Markdown: the rate per seed and method, and the mean ± std over seeds."""
+    lines = ["| seed | instances | " + " | ".join(METHODS) + " |", "|" + "---|" * (2 + len(METHODS))]
+    for row in rows:
+        lines.append(
+            f"| {row['seed']} | {row['instances']} | " + " | ".join(f"{row[m]:.2f}" for m in METHODS) + " |"
+        )
+    means = [np.mean([r[m] for r in rows]) for m in METHODS]
+    stds = [np.std([r[m] for r in rows]) for m in METHODS]
+    lines.append("| mean ± std | | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(means, stds)) + " |")
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -146,4 +147,5 @@ class Block(Constraint):
     def groups(self, shape):
         grid = block_grid(shape, self._axes(len(shape)), self.shape)
         ids = np.arange(int(np.prod(grid, dtype=np.int64)), dtype=np.int32).reshape(grid)
-        return Groups(np.asarray(self.expand(jnp.asarray(ids), shape)), int(ids.size))
+        with jax.ensure_compile_time_eval():  # host data, also when called while tracing
+            return Groups(np.asarray(self.expand(jnp.asarray(ids), shape)), int(ids.size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -143,7 +144,8 @@ class Pattern(Constraint):
         ids = np.arange(self.count(shape), dtype=np.int32)[:, None]
         size = int(np.prod(self.tile_shape))
         flat = np.broadcast_to(ids, (ids.shape[0], size))
-        return Groups(np.asarray(self._untile(jnp.asarray(flat), tuple(shape))), int(ids.shape[0]))
+        with jax.ensure_compile_time_eval():  # host data, also when called while tracing
+            return Groups(np.asarray(self._untile(jnp.asarray(flat), tuple(shape))), int(ids.shape[0]))
 
 
 def mine_patterns(

@@ -38,6 +38,25 @@ def _bench_projection(args) -> int:
     return 0
 
 
+def _bench_support(args) -> int:
+    from prunax.benchmarks import support_recovery
+
+    print(f"prunax {prunax.__version__}: support recovery on k-sparse least squares (n=12, k=3)")
+    rows = support_recovery.study(
+        seeds=tuple(range(args.seeds)),
+        count=args.instances,
+        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+    )
+    text = support_recovery.report(rows)
+    print(text)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("support-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    intro = (support_recovery.__doc__ or "").strip()
+    (out / "report.md").write_text(f"# Support recovery\n\n{intro}\n\n{text}\n")
+    print(f"\nreport written to {out / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunax", description=prunax.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"prunax {prunax.__version__}")
@@ -51,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--repeats", type=int, default=7)
     proj.add_argument("--out", help="report folder (default runs/projection-<time>)")
     proj.set_defaults(run=_bench_projection)
+    support = studies.add_parser("support", help="ADMM, SLR, group lasso, magnitude: optimal-support rate")
+    support.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...)")
+    support.add_argument("--instances", type=int, default=100, help="instances per seed")
+    support.add_argument("--out", help="report folder (default runs/support-<time>)")
+    support.set_defaults(run=_bench_support)
     return parser
 
 

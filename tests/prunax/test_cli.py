@@ -38,3 +38,9 @@ def test_bad_arguments_are_reported(capsys):
     assert done.value.code == 2 and "valid:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "projection", "--sizes", "a,b"])
+
+
+def test_bench_support_writes_a_report(tmp_path, capsys):
+    assert main(["bench", "support", "--seeds", "1", "--instances", "10", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| seed | instances | magnitude | admm | slr | rgl |" in report and "| 0 | 10 |" in report

@@ -1,4 +1,5 @@
 import numpy as np
+import optax
 import pytest
 
 from prunax.solvers import cubic_sparsity
@@ -29,3 +30,29 @@ def test_cubic_sparsity_bad_arguments(kwargs):
     args = dict(final=0.5, begin_step=0, end_step=10) | kwargs
     with pytest.raises(ValueError, match="cubic_sparsity"):
         cubic_sparsity(**args)
+
+
+def test_cubic_fraction_goes_from_zero_to_one():
+    from prunax.solvers import cubic_fraction
+
+    f = cubic_fraction(5, 25, every=5)
+    values = [float(f(t)) for t in range(0, 40)]
+    assert values[0] == 0.0 and values[25] == 1.0 and values[39] == 1.0
+    assert len(set(values)) == 5  # 0 at 5, then 10, 15, 20 and 1 at 25
+    assert float(f(10)) == pytest.approx(1 - (1 - 5 / 20) ** 3)
+
+
+def test_geometric_and_restarts():
+    from prunax.solvers import geometric, restarts
+
+    rho = geometric(1e-3, 1.3, every=10, maximum=2e-3)
+    assert float(rho(9)) == pytest.approx(1e-3) and float(rho(10)) == pytest.approx(1.3e-3)
+    assert float(rho(1000)) == pytest.approx(2e-3)
+    lr = restarts(optax.linear_schedule(1.0, 0.0, 20), boundaries=[10, 30])
+    assert (
+        float(lr(9)) == pytest.approx(0.55) and float(lr(10)) == 1.0 and float(lr(31)) == pytest.approx(0.95)
+    )
+    with pytest.raises(ValueError, match="restarts"):
+        restarts(lambda t: 1.0, [10, 5])
+    with pytest.raises(ValueError, match="geometric"):
+        geometric(0.0, 1.3, 10)

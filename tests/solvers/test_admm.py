@@ -1,0 +1,115 @@
+"""ADMM against cvxpy on a convex problem, its ρ bookkeeping, and non-finite handling."""
+
+import cvxpy as cp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from prunax import solvers
+from prunax.constraints import Pattern, Unstructured, spec
+
+
+def test_converges_to_the_cvxpy_optimum_of_a_convex_quadratic_with_fixed_support():
+    rng = np.random.default_rng(0)
+    n = 8
+    M = rng.standard_normal((n, n))
+    Q = M.T @ M / n + np.eye(n)
+    c = rng.standard_normal(n)
+    support = np.array([1, 0, 1, 1, 0, 0, 1, 0], bool)
+    # One pattern over the whole leaf: the set {x : x = 0 off the support}, a subspace.
+    fixed = spec([("x", Pattern([support.astype(int)], axes=(0,)))])
+
+    x = cp.Variable(n)
+    cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, Q) - c @ x), [x[~support] == 0]).solve()
+    Qj, cj = jnp.asarray(Q, jnp.float32), jnp.asarray(c, jnp.float32)
+
+    def loss(p):
+        return 0.5 * p["x"] @ Qj @ p["x"] - cj @ p["x"]
+
+    tx = optax.chain(solvers.admm(fixed, rho=1.0, every=100), optax.sgd(0.2))
+    params = {"x": jnp.zeros(n)}
+
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=20000))(
+        (params, tx.init(params))
+    )
+    final, _ = solvers.finalize(fixed, params)
+    np.testing.assert_allclose(np.asarray(final["x"]), x.value, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(state[0].z["x"]), x.value, atol=1e-4)
+    assert float(state[0].residual_total) < 1e-4
+
+
+def test_rho_grows_per_update_and_the_dual_is_rescaled():
+    s = spec([("w", Unstructured(0.5))])
+    params = {"w": jnp.asarray([3.0, -2.0, 1.0, 0.5])}
+    grads = {"w": jnp.zeros(4)}
+    plain, rescaled = (
+        solvers.admm(s, 0.5, every=1, rho_growth=2.0),
+        solvers.admm(s, 0.5, every=1, rho_growth=2.0, rescale_dual=True),
+    )
+    a, b = plain.init(params), rescaled.init(params)
+    for _ in range(3):  # the update at step 0 is the init's; updates happen at steps 1 and 2
+        _, a = plain.update(grads, a, params)
+        _, b = rescaled.update(grads, b, params)
+    assert float(a.rho) == pytest.approx(0.5 * 2.0**2) and int(a.updates) == 2
+    # W fixed, Z = [3, -2, 0, 0]: U gains W - Z = [0, 0, 1, .5] per update; rescaled, U is then
+    # multiplied by rho_old / rho_new = 1/2 after each update.
+    np.testing.assert_allclose(np.asarray(a.u["w"]), [0, 0, 2.0, 1.0])
+    np.testing.assert_allclose(np.asarray(b.u["w"]), [0, 0, 0.75, 0.375])
+
+
+def test_gradient_term_is_rho_times_w_minus_z_plus_u():
+    s = spec([("w", Unstructured(0.5)), ("b", None)])
+    params = {"w": jnp.asarray([3.0, -2.0, 1.0, 0.5]), "b": jnp.ones(2)}
+    tx = solvers.admm(s, 0.5, every=10)
+    state = tx.init(params)
+    updates, _ = tx.update({"w": jnp.ones(4), "b": jnp.ones(2)}, state, params)
+    np.testing.assert_allclose(np.asarray(updates["w"]), 1 + 0.5 * np.array([0, 0, 1.0, 0.5]))
+    np.testing.assert_array_equal(np.asarray(updates["b"]), np.ones(2))  # unconstrained: untouched
+
+
+def test_non_finite_gradient_sets_the_flag_and_leaves_z_and_u():
+    s = spec([("w", Unstructured(0.5))])
+    params = {"w": jnp.asarray([3.0, -2.0, 1.0, 0.5])}
+    tx = solvers.admm(s, 0.5, every=1)
+    state = tx.init(params)
+    _, state = tx.update({"w": jnp.zeros(4)}, state, params)
+    _, bad = tx.update({"w": jnp.asarray([0.0, jnp.nan, 0, 0])}, state, params)
+    assert bool(bad.nonfinite) and int(bad.updates) == int(state.updates)
+    np.testing.assert_array_equal(np.asarray(bad.u["w"]), np.asarray(state.u["w"]))
+    _, bad = tx.update({"w": jnp.zeros(4)}, state, {"w": jnp.asarray([jnp.inf, 0, 0, 0])})
+    assert bool(bad.nonfinite) and int(bad.updates) == int(state.updates)
+    _, bad = tx.update({"w": jnp.zeros(4)}, state, params, value=jnp.nan)
+    assert bool(bad.nonfinite)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(rho=0.0, every=1), "rho"),
+        (dict(rho=-1.0, every=1), "rho"),
+        (dict(rho=0.1, every=0), "every"),
+        (dict(rho=0.1, every=2.5), "every"),
+        (dict(rho=0.1, every=1, rho_growth=0.0), "rho_growth"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=f"admm: {match}"):
+        solvers.admm(spec([("w", Unstructured(0.5))]), **kwargs)
+
+
+def test_spec_that_matches_no_leaf_or_constrains_none():
+    params = {"w": jnp.ones(4)}
+    with pytest.raises(ValueError, match="claims no leaf"):
+        solvers.admm(spec([("kernel", Unstructured(0.5))]), 0.1, 1).init(params)
+    with pytest.raises(ValueError, match="admm: the spec constrains no leaf"):
+        solvers.admm(spec([("w", None)]), 0.1, 1).init(params)
+    with pytest.raises(ValueError, match="needs params"):
+        tx = solvers.admm(spec([("w", Unstructured(0.5))]), 0.1, 1)
+        tx.update(params, tx.init(params))

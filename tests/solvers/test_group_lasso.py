@@ -1,0 +1,89 @@
+"""Reweighted group lasso: the prox against cvxpy, the subgradient, reweighting and bad input."""
+
+import cvxpy as cp
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prunax import solvers
+from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured, spec
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 10**6), which=st.sampled_from(["block", "tiles", "nm", "unstructured"]))
+def test_prox_equals_cvxpy(seed, which):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((6, 5))
+    constraint = {
+        "block": Block((2, 2), 0.5, axes=(0, 1)),
+        "tiles": Pattern(np.ones((1, 2, 3), int), axes=(0, 1), tiles=True),
+        "nm": NM(2, 4, axis=1),
+        "unstructured": Unstructured(0.5),
+    }[which]
+    groups = constraint.groups(w.shape)
+    t = rng.uniform(0, 2, groups.count)
+    x = cp.Variable(w.size)
+    ids = groups.ids.reshape(-1)
+    penalty = sum(t[g] * cp.norm(x[np.flatnonzero(ids == g)], 2) for g in range(groups.count))
+    cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - w.reshape(-1)) + penalty)).solve(solver=cp.CLARABEL)
+    got = solvers.group_soft_threshold(jnp.asarray(w), groups, jnp.asarray(t))
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), x.value, atol=2e-5)
+
+
+def test_prox_form_gives_exact_zero_groups_that_the_hard_prune_drops():
+    rng = np.random.default_rng(0)
+    w = {"k": jnp.asarray(rng.standard_normal((8, 6)) * np.repeat([1.0, 0.05], 3)[None, :], jnp.float32)}
+    s = spec([("k", Block((1,), 0.5, axes=(1,)))])  # columns
+    lr = 0.1
+    tx = optax.chain(optax.sgd(lr), solvers.reweighted_group_lasso(s, 0.02, prox=True, learning_rate=lr))
+    state = tx.init(w)
+    params = w
+    for _ in range(20):
+        updates, state = tx.update({"k": jnp.zeros((8, 6))}, state, params)
+        params = optax.apply_updates(params, updates)
+    columns = np.linalg.norm(np.asarray(params["k"]), axis=0)
+    assert (columns[3:] == 0).all() and (columns[:3] > 0).all()
+    assert int(state[1].zero_groups) == 3
+    _, masks = solvers.finalize(s, params)
+    np.testing.assert_array_equal(np.asarray(masks["k"]).any(axis=0), columns > 0)
+
+
+def test_subgradient_is_lambda_alpha_w_over_norm():
+    w = {"k": jnp.asarray([[3.0, 0.0], [4.0, 0.0]])}
+    s = spec([("k", Block((1,), 0.5, axes=(1,)))])
+    tx = solvers.reweighted_group_lasso(s, 0.5, eps=1e-3)
+    state = tx.init(w)
+    updates, state = tx.update({"k": jnp.ones((2, 2))}, state, w)
+    alpha = 1 / (5 + 1e-3)
+    expected = np.array([[1 + 0.5 * alpha * 3 / 5, 1.0], [1 + 0.5 * alpha * 4 / 5, 1.0]])
+    np.testing.assert_allclose(np.asarray(updates["k"]), expected, rtol=1e-6)
+    assert float(state.penalty) == pytest.approx(0.5 * alpha * 5, rel=1e-6)
+    np.testing.assert_allclose(np.asarray(state.alpha["k"]), [alpha, 1 / 1e-3], rtol=1e-6)
+
+
+def test_reweighting_refreshes_alpha_from_the_current_weights():
+    s = spec([("k", Unstructured(0.5))])
+    tx = solvers.reweighted_group_lasso(s, 0.1, reweight_every=2)
+    state = tx.init({"k": jnp.ones(2)})
+    moved = {"k": jnp.asarray([2.0, 0.5])}
+    for _ in range(3):
+        _, state = tx.update({"k": jnp.zeros(2)}, state, moved)
+    np.testing.assert_allclose(np.asarray(state.alpha["k"]), 1 / (np.array([2.0, 0.5]) + 1e-3), rtol=1e-6)
+
+
+def test_bad_input():
+    s = spec([("k", Unstructured(0.5))])
+    with pytest.raises(ValueError, match="reweighted_group_lasso: lam"):
+        solvers.reweighted_group_lasso(s, -1e-4)
+    with pytest.raises(ValueError, match="reweighted_group_lasso: reweight_every"):
+        solvers.reweighted_group_lasso(s, 1e-4, reweight_every=0)
+    with pytest.raises(ValueError, match="needs learning_rate"):
+        solvers.reweighted_group_lasso(s, 1e-4, prox=True)
+    with pytest.raises(ValueError, match="only used with prox=True"):
+        solvers.reweighted_group_lasso(s, 1e-4, learning_rate=0.1)
+    polarity = spec([("k", ColumnSign(4, axis=0))])
+    with pytest.raises(ValueError, match=r"ColumnSign.*'k'.*\(8, 3\).*no groups"):
+        solvers.reweighted_group_lasso(polarity, 1e-4).init({"k": jnp.ones((8, 3))})
