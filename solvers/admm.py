@@ -25,18 +25,8 @@ from jax import lax
 
 from prunax.constraints import Spec
 
-from .leaves import (
-    Layout,
-    all_finite,
-    check_every,
-    check_range,
-    due,
-    hyper,
-    inputs_finite,
-    relative,
-    require_params,
-    square_norm,
-)
+from .leaves import Layout, check_every, check_range, due, hyper, inputs_finite, require_params
+from .splitting import diagnostics, penalty_gradient, project_pick, residuals, weights_finite
 
 
 class ADMMState(NamedTuple):
@@ -49,18 +39,6 @@ class ADMMState(NamedTuple):
     residual_total: jax.Array  # the same over all constrained leaves
     z_change: jax.Array  # ‖Z⁺ − Z‖ over all leaves at the last Z-update
     nonfinite: jax.Array  # bool, sticky: a non-finite gradient, loss or weight was seen
-
-
-def _residuals(w, z):
-    """Per-leaf ‖W − Z‖/‖W‖ and the total over leaves."""
-    diff = [square_norm(a - b) for a, b in zip(w, z)]
-    norm = [square_norm(a) for a in w]
-    return [relative(d, n) for d, n in zip(diff, norm)], relative(sum(diff), sum(norm))
-
-
-def project_pick(spec: Spec, layout: Layout, params, values: list) -> list:
-    """Π applied to ``params`` with its constrained leaves replaced by ``values``."""
-    return layout.pick(spec.project(layout.replace(params, values)))
 
 
 def admm(
@@ -77,7 +55,7 @@ def admm(
         layout = Layout.of(spec, params, "admm")
         w = layout.pick(params)
         z = project_pick(spec, layout, params, w)
-        residual, total = _residuals(w, z)
+        residual, total = residuals(w, z)
         return ADMMState(
             count=jnp.int32(0),
             z=layout.build(z),
@@ -103,8 +81,7 @@ def admm(
             rho_new = hyper(rho, state.count) * jnp.float32(rho_growth) ** (state.updates + 1)
             if rescale_dual:
                 u_new = [x * (state.rho / rho_new).astype(x.dtype) for x in u_new]
-            residual, total = _residuals(w, z_new)
-            change = jnp.sqrt(sum(square_norm(a - b) for a, b in zip(z_new, z)))
+            residual, total, change = diagnostics(w, z_new, z)
             return z_new, u_new, rho_new, state.updates + 1, residual, total, change
 
         def keep():
@@ -115,14 +92,14 @@ def admm(
                 state.updates,
                 layout.pick(state.residual),
                 state.residual_total,
-                (state.z_change),
+                state.z_change,
             )
 
-        w_ok = lax.cond(due(state.count, every) & ok, lambda: all_finite(w), lambda: jnp.asarray(True))
+        w_ok = weights_finite(due(state.count, every) & ok, w)
         z, u, rho_now, updates, residual, total, change = lax.cond(
             due(state.count, every) & ok & w_ok, z_update, keep
         )
-        penalty = [gi + rho_now.astype(gi.dtype) * (a - c + b) for gi, a, b, c in zip(g, w, u, z)]
+        penalty = penalty_gradient(g, w, z, u, rho_now)
         new_state = ADMMState(
             count=state.count + 1,
             z=layout.build(z),

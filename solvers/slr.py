@@ -34,17 +34,8 @@ from jax import lax
 
 from prunax.constraints import Spec
 
-from .admm import _residuals, project_pick
-from .leaves import (
-    Layout,
-    all_finite,
-    check_every,
-    check_range,
-    due,
-    inputs_finite,
-    require_params,
-    square_norm,
-)
+from .leaves import Layout, check_every, check_range, due, inputs_finite, require_params, square_norm
+from .splitting import diagnostics, penalty_gradient, project_pick, residuals, weights_finite
 
 SOC2_MODES = ("exact", "code")
 
@@ -116,7 +107,7 @@ def slr(
         w = layout.pick(params)
         z = project_pick(spec, layout, params, w)
         u = [jnp.zeros_like(x) for x in w]
-        residual, total = _residuals(w, z)
+        residual, total = residuals(w, z)
         return SLRState(
             count=jnp.int32(0),
             z=layout.build(z),
@@ -148,7 +139,7 @@ def slr(
         value = jnp.asarray(extra_args["value"], jnp.float32)
         ok = inputs_finite(g, extra_args)
         is_due = due(state.count, every)
-        w_ok = lax.cond(is_due & ok, lambda: all_finite(w), lambda: jnp.asarray(True))
+        w_ok = weights_finite(is_due & ok, w)
         run = is_due & ok & w_ok & (state.loss_steps > 0)
 
         def multiplier_update():
@@ -175,8 +166,7 @@ def slr(
                 for a, b, c in zip(w, u1, z_new)
             ]
             k = k + soc2_ok.astype(jnp.int32)
-            residual, total = _residuals(w, z_new)
-            change = jnp.sqrt(sum(square_norm(a - b) for a, b in zip(z_new, z)))
+            residual, total, change = diagnostics(w, z_new, z)
             prev = (loss, _penalty(w, z_new, u2, rho_), gap_new)
             return z_new, u2, s, k, state.updates + 1, prev, soc1, soc2_ok, residual, total, change
 
@@ -202,7 +192,7 @@ def slr(
         # This step's loss opens the next period (or joins the current one).
         loss_sum = jnp.where(run, 0.0, state.loss_sum) + jnp.where(ok, value, 0.0)
         loss_steps = jnp.where(run, 0, state.loss_steps) + ok.astype(jnp.int32)
-        penalty = [gi + rho_.astype(gi.dtype) * (a - c + b) for gi, a, b, c in zip(g, w, u, z)]
+        penalty = penalty_gradient(g, w, z, u, rho_)
         new_state = SLRState(
             count=state.count + 1,
             z=layout.build(z),

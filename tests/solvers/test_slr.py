@@ -1,5 +1,6 @@
 """SLR against a plain NumPy transcription of its update rules, and its argument checks."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -60,10 +61,11 @@ def test_matches_the_update_rules_step_by_step(soc2):
     rho, s0 = 0.3, 0.2
     tx = solvers.slr(SPEC, rho=rho, s0=s0, every=1, soc2=soc2)
     state = tx.init({"w": jnp.asarray(ws[0], jnp.float32)})
+    update = jax.jit(tx.update)
     got = []
     for t in range(steps):
         params = {"w": jnp.asarray(ws[t], jnp.float32)}
-        _, state = tx.update({"w": jnp.zeros(n)}, state, params, value=losses[t])
+        _, state = update({"w": jnp.zeros(n)}, state, params, value=losses[t])
         if t >= 1:
             got.append((float(state.step_size), int(state.k), bool(state.soc1), state.z["w"], state.u["w"]))
     expected = reference(ws.astype(np.float32).astype(np.float64), losses, rho, s0, soc2)
