@@ -110,3 +110,24 @@ def test_magnitude_masks_are_feasible_after_the_ramp_and_solvers_move_towards_th
     _, admm_state, _ = _run(_chain("admm"), steps=30)
     assert int(admm_state[0].updates) == 9  # at steps 3, 6, ..., 27
     assert float(admm_state[0].rho) == pytest.approx(0.1 * 1.3**9, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_non_finite_gradient_sets_the_flag_and_leaves_the_solver_variables(name):
+    tx = _chain(name)
+    params = _params()
+    state = tx.init(params)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    update = jax.jit(tx.update)
+    due = dict(admm=3, slr=3, slr_code=3, rgl=4, rgl_prox=2, magnitude=4, magnitude_oneshot=0)
+    for _ in range(due[name]):  # the next step is one with periodic work (a Z, multiplier, mask update)
+        _, state = update(zeros, state, params, value=1.0)
+    bad = jax.tree_util.tree_map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), zeros)
+    _, after = update(bad, state, params, value=1.0)
+    index = 0 if SOLVERS[name][2] else 1
+    before, after = state[index], after[index]
+    assert bool(after.nonfinite) and not bool(before.nonfinite)
+    for field in ("z", "u", "updates", "masks", "fraction", "alpha", "step_size", "k", "loss_sum"):
+        if field in before._fields:
+            same = np.testing.assert_array_equal
+            jax.tree_util.tree_map(same, getattr(after, field), getattr(before, field))
