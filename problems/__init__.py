@@ -1,1 +1,32 @@
-"""Models as loss closures with offline data (DESIGN §4). Not built yet: see the problems issues."""
+"""Models as loss closures with offline data (DESIGN §4): ``problems.get(name, size)``.
+
+Built so far: ``resnet`` (digits / MNIST-5k). ``bert`` follows.
+"""
+
+from . import resnet
+from .assets import MissingAsset
+from .protocol import Problem, Recipe
+
+REGISTRY = {"resnet": resnet}
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def sizes(name: str) -> list[str]:
+    return list(_module(name).SIZES)
+
+
+def _module(name: str):
+    if name not in REGISTRY:
+        raise ValueError(f"unknown problem {name!r}; valid: {names()}")
+    return REGISTRY[name]
+
+
+def get(name: str, size: str = "default", **kwargs) -> Problem:
+    """The problem ``name`` at ``size`` (``sizes(name)`` lists them; "test" is the smoke size)."""
+    return _module(name).problem(size, **kwargs)
+
+
+__all__ = ["MissingAsset", "Problem", "Recipe", "get", "names", "sizes"]

@@ -5,10 +5,12 @@
 * ``magnitude``, ``reweighted_group_lasso(prox=True)`` and ``keep_masked`` go last: they act on
   the optimizer's proposed step.
 * ``finalize`` hard-prunes to the spec and returns the masks; ``prune_report`` says how far.
+* ``fit`` and ``prune`` run the epoch loop over a Problem with checkpoints and exact resume.
 """
 
 from .admm import ADMMState, admm
 from .group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso
+from .loop import FitResult, NonFiniteLoss, PruneResult, cache_dir, fit, pretrained, prune
 from .magnitude import MagnitudeState, magnitude
 from .masking import LeafReport, finalize, keep_masked, prune_report
 from .schedules import cubic_fraction, cubic_sparsity, geometric, restarts
@@ -16,6 +18,13 @@ from .slr import SLRState, slr, slr_alpha
 
 __all__ = [
     "ADMMState",
+    "FitResult",
+    "NonFiniteLoss",
+    "PruneResult",
+    "cache_dir",
+    "fit",
+    "pretrained",
+    "prune",
     "GroupLassoState",
     "LeafReport",
     "MagnitudeState",

@@ -1,0 +1,165 @@
+"""``resnet``: CIFAR-style ResNet-(6n+2) and a small ResNet-18 layout on real digit images
+(REFERENCE §2.3). BatchNorm running statistics live in ``state``.
+
+CIFAR ResNet-(6n+2): a 3×3 stem conv, 3 stages of n BasicBlocks (widths 16/32/64, strides
+1/2/2), global average pooling, a Dense head; a 1×1 projection shortcut where the shape changes.
+ResNet-18-mini: 4 stages × 2 BasicBlocks, widths 16/32/64/128. Pruned by default: every conv of
+the blocks (the stem conv and the head stay dense, as in the seed papers).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prunax.constraints import Block, spec
+
+from . import images
+from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+
+# size -> (dataset, blocks per stage, widths, dense epochs, training images or None for all)
+SIZES = {
+    "test": ("digits", (1, 1, 1), (8, 16, 32), 2, 256),
+    "digits": ("digits", (1, 1, 1), (16, 32, 64), 20, None),
+    "default": ("mnist5k", (1, 1, 1), (16, 32, 64), 15, None),
+    "resnet20": ("mnist5k", (3, 3, 3), (16, 32, 64), 15, None),
+    "resnet18": ("mnist5k", (2, 2, 2, 2), (16, 32, 64, 128), 12, None),
+}
+PRUNABLE = r"^stage\d+_block\d+/(conv\d|proj)/kernel$"
+_BN = partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+
+
+class BasicBlock(nn.Module):
+    features: int
+    strides: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = nn.Conv(self.features, (3, 3), self.strides, padding="SAME", use_bias=False, name="conv1")(x)
+        y = nn.relu(_BN(use_running_average=not train, name="bn1")(y))
+        y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, name="conv2")(y)
+        y = _BN(use_running_average=not train, name="bn2")(y)
+        if self.strides != 1 or x.shape[-1] != self.features:
+            x = nn.Conv(self.features, (1, 1), self.strides, use_bias=False, name="proj")(x)
+            x = _BN(use_running_average=not train, name="proj_bn")(x)
+        return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+    blocks: tuple[int, ...]
+    widths: tuple[int, ...]
+    classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False, name="stem")(x)
+        x = nn.relu(_BN(use_running_average=not train, name="stem_bn")(x))
+        for i, (count, width) in enumerate(zip(self.blocks, self.widths)):
+            for j in range(count):
+                strides = 2 if i > 0 and j == 0 else 1
+                x = BasicBlock(width, strides, name=f"stage{i + 1}_block{j + 1}")(x, train)
+        return nn.Dense(self.classes, name="head")(jnp.mean(x, axis=(1, 2)))
+
+
+def _sgd_recipe(epochs: int) -> Recipe:
+    def optimizer(total_steps: int):
+        return optax.chain(
+            optax.add_decayed_weights(5e-4),
+            optax.sgd(optax.cosine_decay_schedule(0.1, max(total_steps, 1)), momentum=0.9),
+        )
+
+    return Recipe(epochs, 64, optimizer, f"sgd(momentum 0.9, cosine 0.1, wd 5e-4) x {epochs} epochs, bs 64")
+
+
+def structured_groups() -> dict:
+    """The natural structures of a (kh, kw, cin, cout) kernel, each as sparsity -> spec."""
+    layouts = {
+        "filter": ((1,), (3,)),  # a whole output filter
+        "channel": ((1,), (2,)),  # an input channel across all filters
+        "column": ((1, 1, 1), (0, 1, 2)),  # a (kh, kw, cin) position across filters (a crossbar row)
+        "kernel": ((1, 1), (2, 3)),  # one kh x kw kernel
+    }
+    return {
+        name: (lambda s, shape=shape, axes=axes: spec([(PRUNABLE, Block(shape, s, axes=axes))]))
+        for name, (shape, axes) in layouts.items()
+    }
+
+
+def problem(size: str = "default", seed: int = 0) -> Problem:
+    """The ResNet problem at ``size`` (see ``SIZES``); ``seed`` fixes the train/test split."""
+    if size not in SIZES:
+        raise ValueError(f"resnet: unknown size {size!r}; valid: {sorted(SIZES)}")
+    dataset, blocks, widths, epochs, limit = SIZES[size]
+    x_train, y_train, x_test, y_test = images.load(dataset, seed=seed, train_limit=limit)
+    side = x_train.shape[1]
+    model = ResNet(blocks, widths)
+    expected = {"x": ((None, side, side, 1), "f"), "y": ((None,), "i")}
+    train = {"x": x_train, "y": y_train}
+    test = {"x": x_test, "y": y_test}
+
+    def init(key):
+        variables = model.init(key, jnp.zeros((1, side, side, 1), jnp.float32), train=False)
+        return variables["params"], {"batch_stats": variables["batch_stats"]}
+
+    def loss(params, state, batch, key):
+        del key  # no dropout or augmentation
+        check_batch(batch, expected, "resnet")
+        logits, updated = model.apply(
+            {"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"]
+        )
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
+        return value, ({"batch_stats": updated["batch_stats"]}, {"accuracy": accuracy})
+
+    @jax.jit
+    def _predict(params, state, x):
+        return model.apply({"params": params, **state}, x, train=False)
+
+    def evaluate(params, state, split: str = "test"):
+        arrays = test if split == "test" else train
+        correct, total, nll = 0, 0, 0.0
+        for batch, valid in padded_batches(arrays, 500):
+            logits = np.asarray(_predict(params, state, batch["x"]))[:valid]
+            labels = batch["y"][:valid]
+            correct += int(np.sum(np.argmax(logits, -1) == labels))
+            shifted = logits - logits.max(-1, keepdims=True)
+            logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+            nll -= float(np.sum(logp[np.arange(valid), labels]))
+            total += valid
+        return {"accuracy": correct / total, "loss": nll / total}
+
+    def batches(split, key, batch_size):
+        if split == "train":
+            return epoch_batches(train, key, batch_size)
+        if split == "test":
+            return (b for b, _ in padded_batches(test, batch_size))
+        raise ValueError(f"resnet: split must be 'train' or 'test', got {split!r}")
+
+    config = {
+        "problem": "resnet",
+        "size": size,
+        "dataset": dataset,
+        "blocks": blocks,
+        "widths": widths,
+        "train_limit": limit,
+        "seed": seed,
+    }
+    return Problem(
+        name="resnet",
+        size=size,
+        config=config,
+        init=init,
+        loss=loss,
+        batches=batches,
+        evaluate=evaluate,
+        metric="accuracy",
+        prunable=PRUNABLE,
+        groups=structured_groups(),
+        train_size=len(y_train),
+        recipe=_sgd_recipe(epochs),
+    )
