@@ -1,13 +1,13 @@
 """Models as loss closures with offline data (DESIGN §4): ``problems.get(name, size)``.
 
-Built so far: ``resnet`` (digits / MNIST-5k). ``bert`` follows.
+Built so far: ``resnet`` (digits / MNIST-5k) and ``bert`` (MiniLM on Rotten-Tomatoes sentences).
 """
 
-from . import resnet
+from . import bert, resnet
 from .assets import MissingAsset
 from .protocol import Problem, Recipe
 
-REGISTRY = {"resnet": resnet}
+REGISTRY = {"bert": bert, "resnet": resnet}
 
 
 def names() -> list[str]:

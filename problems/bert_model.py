@@ -1,0 +1,132 @@
+"""A BERT encoder in Flax (Devlin et al. 2019), laid out so that pretrained BERT checkpoints load
+by a name map (``problems.minilm``): post-LayerNorm blocks, exact-erf GELU, absolute positions.
+
+Parameter tree (kernels are (in, out), as Flax's Dense):
+
+    embeddings/{word,position,token_type}/embedding, embeddings/norm/{scale,bias}
+    layer_{i}/attention/{query,key,value,output}/{kernel,bias}, layer_{i}/attention_norm/...
+    layer_{i}/intermediate/{kernel,bias}, layer_{i}/output/{kernel,bias}, layer_{i}/output_norm/...
+
+No dropout: the loss closures here are deterministic (their ``key`` argument is unused).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Encoder Dense kernels: what the problems prune by default (not embeddings, not LayerNorms).
+ENCODER_KERNELS = r"^layer_\d+/(attention/(query|key|value|output)|intermediate|output)/kernel$"
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int = 30522
+    hidden: int = 384
+    layers: int = 6
+    heads: int = 12
+    intermediate: int = 1536
+    max_positions: int = 512
+    type_vocab: int = 2
+    eps: float = 1e-12
+
+    def __post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"BertConfig: hidden {self.hidden} is not a multiple of heads {self.heads}")
+
+
+class SelfAttention(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, mask):
+        c = self.config
+        batch, length, _ = x.shape
+        size = c.hidden // c.heads
+
+        def heads(name):
+            return nn.Dense(c.hidden, name=name)(x).reshape(batch, length, c.heads, size)
+
+        q, k, v = heads("query"), heads("key"), heads("value")
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(size)
+        logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
+        probs = jax.nn.softmax(logits, axis=-1)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(batch, length, c.hidden)
+        return nn.Dense(c.hidden, name="output")(context), probs
+
+
+class Layer(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, mask):
+        c = self.config
+        attended, probs = SelfAttention(c, name="attention")(x, mask)
+        x = nn.LayerNorm(epsilon=c.eps, name="attention_norm")(x + attended)
+        hidden = jax.nn.gelu(nn.Dense(c.intermediate, name="intermediate")(x), approximate=False)
+        x = nn.LayerNorm(epsilon=c.eps, name="output_norm")(x + nn.Dense(c.hidden, name="output")(hidden))
+        return x, probs
+
+
+class Embeddings(nn.Module):
+    """Word + position + token-type (all type 0) embeddings, then LayerNorm."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, ids):
+        c = self.config
+        positions = jnp.arange(ids.shape[1])[None, :]
+        x = (
+            nn.Embed(c.vocab_size, c.hidden, name="word")(ids)
+            + nn.Embed(c.max_positions, c.hidden, name="position")(positions)
+            + nn.Embed(c.type_vocab, c.hidden, name="token_type")(jnp.zeros_like(ids))
+        )
+        x = nn.LayerNorm(epsilon=c.eps, name="norm")(x)
+        return x
+
+
+class Bert(nn.Module):
+    """The encoder; ``mask`` is True on real tokens (padding is never attended to)."""
+
+    config: BertConfig
+    classes: int = 0  # > 0 adds a Dense classifier on the mean-pooled states
+
+    def setup(self):
+        self.embeddings = Embeddings(self.config)
+        self.blocks = [Layer(self.config, name=f"layer_{i}") for i in range(self.config.layers)]
+        if self.classes:
+            self.classifier = nn.Dense(self.classes)
+
+    def __call__(self, ids, mask):
+        """``{"last", "hidden", "attentions", "pooled"}`` (+ ``"logits"`` with a classifier)."""
+        x = self.embeddings(ids)
+        hidden, attentions = [x], []
+        for block in self.blocks:
+            x, probs = block(x, mask)
+            hidden.append(x)
+            attentions.append(probs)
+        out = {
+            "last": x,
+            "hidden": tuple(hidden),
+            "attentions": tuple(attentions),
+            "pooled": mean_pool(x, mask),
+        }
+        if self.classes:
+            out["logits"] = self.classifier(out["pooled"])
+        return out
+
+
+def mean_pool(states, mask):
+    """Mean of the token states over the real tokens (sentence-transformers' pooling)."""
+    weights = mask.astype(states.dtype)[..., None]
+    return jnp.sum(states * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1e-9)
+
+
+def normalize(x):
+    """L2 normalisation with sentence-transformers' floor (torch.nn.functional.normalize, eps 1e-12)."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
