@@ -57,6 +57,17 @@ def _bench_support(args) -> int:
     return 0
 
 
+def _problems(args) -> int:
+    from prunax import problems
+
+    for name in problems.names():
+        module = problems.REGISTRY[name]
+        summary = (module.__doc__ or "").strip().splitlines()[0].removeprefix(f"``{name}``: ")
+        print(f"{name}: {summary}")
+        print(f"  sizes: {', '.join(problems.sizes(name))} (test = seconds-long smoke size)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunax", description=prunax.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"prunax {prunax.__version__}")
@@ -75,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     support.add_argument("--instances", type=int, default=100, help="instances per seed")
     support.add_argument("--out", help="report folder (default runs/support-<time>)")
     support.set_defaults(run=_bench_support)
+    listing = commands.add_parser("problems", help="list the problems and their sizes")
+    listing.set_defaults(run=_problems)
     return parser
 
 

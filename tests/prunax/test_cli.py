@@ -44,3 +44,9 @@ def test_bench_support_writes_a_report(tmp_path, capsys):
     assert main(["bench", "support", "--seeds", "1", "--instances", "10", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "| seed | instances | magnitude | admm | slr | rgl |" in report and "| 0 | 10 |" in report
+
+
+def test_problems_lists_names_and_sizes(capsys):
+    assert main(["problems"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet:" in out and "bert:" in out and "sizes: test" in out
