@@ -4,9 +4,10 @@ hard prune → masked retraining), with per-epoch records, checkpoints and exact
 Every phase jits one step function (one compile per shape). Batches and per-step keys derive
 from ``seed``, the phase and the epoch only, so a run resumed from its checkpoint replays exactly
 the computation of an uninterrupted one: the results are bit-identical. Each epoch ends with a
-checkpoint (params, model state, optimizer and solver state, masks, RNG key, records) in
-``run_dir``. A non-finite loss (or a solver's ``nonfinite`` flag) stops the run with an error
-naming the phase, epoch and step; the checkpoint of the last good epoch stays on disk.
+checkpoint (params, model state, optimizer and solver state, masks, records; the RNG needs no
+state, being a function of the seed, phase, epoch and step) in ``run_dir``. A non-finite loss
+(or a solver's ``nonfinite`` flag) stops the run with an error naming the phase, epoch and step;
+the checkpoint of the last good epoch stays on disk.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import optax
 from tqdm.auto import tqdm
 
 from prunax.constraints import Spec
+from prunax.constraints.paths import leaves_with_paths
 
 from . import checkpoint
 from .masking import LeafReport, finalize, keep_masked, prune_report
@@ -60,9 +62,11 @@ def _diagnostic(opt_state, name: str):
 
 
 def _prunable_sparsity(params, prunable: str) -> float:
+    """Fraction of exact zeros over the leaves whose path matches ``prunable``."""
     zeros = total = 0
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        if re.search(prunable, "/".join(str(getattr(k, "key", k)) for k in path)):
+    paths, leaves, _ = leaves_with_paths(params)
+    for path, leaf in zip(paths, leaves):
+        if re.search(prunable, path):
             zeros += int(jnp.sum(leaf == 0))
             total += leaf.size
     return zeros / total if total else 0.0
