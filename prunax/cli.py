@@ -17,6 +17,14 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _write_report(out: str | None, study: str, markdown: str) -> None:
+    """``report.md`` in ``out`` (default ``runs/<study>-<time>``), and say where."""
+    folder = Path(out) if out else Path("runs") / time.strftime(f"{study}-%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(markdown)
+    print(f"\nreport written to {folder / 'report.md'}")
+
+
 def _bench_projection(args) -> int:
     from prunax.benchmarks import projection
 
@@ -31,10 +39,7 @@ def _bench_projection(args) -> int:
     )
     text = projection.report(rows)
     print(text)
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("projection-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text("# Top-k selection speed\n\n" + text + "\n")
-    print(f"\nreport written to {out / 'report.md'}")
+    _write_report(args.out, "projection", f"# Top-k selection speed\n\n{text}\n")
     return 0
 
 
@@ -49,11 +54,8 @@ def _bench_support(args) -> int:
     )
     text = support_recovery.report(rows)
     print(text)
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("support-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
     intro = (support_recovery.__doc__ or "").strip()
-    (out / "report.md").write_text(f"# Support recovery\n\n{intro}\n\n{text}\n")
-    print(f"\nreport written to {out / 'report.md'}")
+    _write_report(args.out, "support", f"# Support recovery\n\n{intro}\n\n{text}\n")
     return 0
 
 
