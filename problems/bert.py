@@ -36,7 +36,7 @@ TINY = BertConfig(hidden=64, layers=2, heads=2, intermediate=128, max_positions=
 # size -> (pretrained MiniLM?, training sentences, test sentences, tokens, dense epochs, learning rate)
 SIZES = {
     "test": (False, 512, 256, 32, 3, 1e-3),
-    "default": (True, 2000, 1000, 48, 1, 5e-5),
+    "default": (True, 2000, 1000, 48, 2, 5e-5),
     "full": (True, 6824, 1706, 48, 2, 5e-5),
 }
 TASKS = ("polarity", "embedding")
