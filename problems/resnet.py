@@ -24,7 +24,7 @@ from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batche
 
 # size -> (dataset, blocks per stage, widths, dense epochs, training images or None for all)
 SIZES = {
-    "test": ("digits", (1, 1, 1), (8, 16, 32), 2, 256),
+    "test": ("digits", (1, 1, 1), (8, 16, 32), 5, 512),
     "digits": ("digits", (1, 1, 1), (16, 32, 64), 20, None),
     "default": ("mnist5k", (1, 1, 1), (16, 32, 64), 15, None),
     "resnet20": ("mnist5k", (3, 3, 3), (16, 32, 64), 15, None),

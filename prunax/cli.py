@@ -59,6 +59,73 @@ def _bench_support(args) -> int:
     return 0
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t for t in text.split(",") if t)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _bench_convergence(args) -> int:
+    from prunax import problems
+    from prunax.benchmarks import convergence
+
+    if args.size not in problems.sizes(args.problem):
+        raise ValueError(
+            f"unknown size {args.size!r} for {args.problem}; valid: {problems.sizes(args.problem)}"
+        )
+    grid = convergence.Grid(
+        problem=args.problem,
+        size=args.size,
+        methods=args.methods,
+        sparsities=args.sparsity,
+        seeds=args.seeds,
+        solve_epochs=args.solve_epochs,
+        retrain_epochs=args.retrain_epochs,
+        lr=args.lr,
+    )
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("convergence-%Y%m%d-%H%M%S")
+    print(
+        f"prunax {prunax.__version__}: convergence per retraining epoch on {grid.problem}/{grid.size}: "
+        f"{', '.join(grid.methods)} at sparsity {', '.join(f'{s:g}' for s in grid.sparsities)}, "
+        f"{len(grid.runs())} runs (the dense start is trained once and cached)"
+    )
+    rows = convergence.run_grid(
+        grid,
+        out,
+        resume=args.resume,
+        quiet=False,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    convergence.report(rows, grid, out)
+    print()
+    print(convergence.summary(rows, grid))
+    print(f"\nreport and plots written to {out / 'report.md'}")
+    return 0
+
+
+def _add_convergence_arguments(parser) -> None:
+    from prunax.benchmarks.convergence import Grid
+
+    default = Grid()
+    parser.add_argument("--problem", default=default.problem, help="see `prunax problems`")
+    parser.add_argument("--size", default=default.size)
+    parser.add_argument(
+        "--methods", type=_names, default=default.methods, help="admm,slr,rgl,magnitude,gradual"
+    )
+    parser.add_argument("--sparsity", type=_floats, default=default.sparsities, help="e.g. 0.8,0.9,0.95")
+    parser.add_argument("--solve-epochs", type=int, default=default.solve_epochs)
+    parser.add_argument("--retrain-epochs", type=int, default=default.retrain_epochs)
+    parser.add_argument("--seeds", type=_ints, default=default.seeds, help="e.g. 0,1,2")
+    parser.add_argument("--lr", type=float, default=default.lr, help="Adam learning rate (solve and retrain)")
+    parser.add_argument("--out", help="output folder (default runs/convergence-<time>)")
+    parser.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
+
+
 def _problems(args) -> int:
     from prunax import problems
 
@@ -74,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunax", description=prunax.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"prunax {prunax.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    bench = commands.add_parser("bench", help="run a benchmark")
-    studies = bench.add_subparsers(dest="study", metavar="STUDY", required=True)
+    bench = commands.add_parser(
+        "bench", help="run a benchmark (no STUDY: the default convergence study, about 10 minutes)"
+    )
+    _add_convergence_arguments(bench)
+    bench.set_defaults(run=_bench_convergence)
+    studies = bench.add_subparsers(dest="study", metavar="STUDY")
+    conv = studies.add_parser(
+        "convergence", help="methods x sparsities x seeds through prune: the SLR question"
+    )
+    _add_convergence_arguments(conv)
+    conv.set_defaults(run=_bench_convergence)
     proj = studies.add_parser("projection", help="exact top-k kernel vs lax.top_k, sort, np.partition")
     proj.add_argument("--sizes", type=_floats, default=(1e5, 1e6, 1e7), help="e.g. 1e5,1e6,1e7,3e7")
     proj.add_argument("--fractions", type=_floats, default=(0.5, 0.1, 0.01), help="kept fractions k/n")

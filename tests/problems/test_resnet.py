@@ -26,7 +26,7 @@ def test_protocol_on_the_test_size(problem):
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
     metrics = problem.evaluate(params, state)
     assert problem.metric in metrics and 0 <= metrics["accuracy"] <= 1
-    assert problem.steps_per_epoch(32) == 256 // 32
+    assert problem.steps_per_epoch(32) == 512 // 32
     # the stem conv and the head are not prunable; every block conv is
     paths = problem.spec(None).describe(params)
     assert "stage1_block1/conv1/kernel" in paths

@@ -1,0 +1,296 @@
+"""Convergence per retraining epoch (DESIGN §5): methods × sparsities × seeds on one problem, all
+through ``solvers.prune`` from the same cached dense start with the same epoch budgets.
+
+The question the report answers is the SLR paper's: does SLR keep accuracy at the hard-prune
+point (0 retraining epochs) where ADMM drops, and does the gap grow with the sparsity?
+
+Methods (all unstructured over the problem's default prunable leaves, Adam in the solve phase):
+
+* ``admm`` — ρ 1e-2 ×1.3 per Z-update, Z/U updates 4× per epoch;
+* ``slr`` — the reference defaults (ρ 0.1, s⁰ 0.01, M 300, r 0.1), multiplier updates 4× per epoch;
+* ``rgl`` — reweighted group lasso, proximal form (λ 1e-4, reweighting once per epoch);
+* ``magnitude`` — one-shot: pruned at the first solve step, then trained masked;
+* ``gradual`` — Zhu & Gupta's cubic ramp over the first ¾ of the solve phase, 4 mask updates per epoch.
+
+Each invocation writes, in its output folder: ``runs.jsonl`` (one JSON line per finished run),
+``report.md`` and PNG plots; ``resume=True`` skips finished runs and resumes the unfinished one
+from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optax
+
+from prunax import problems, solvers
+from prunax.constraints import Unstructured
+
+METHODS = ("admm", "slr", "rgl", "magnitude", "gradual")
+
+
+@dataclass(frozen=True)
+class Grid:
+    problem: str = "resnet"
+    size: str = "default"
+    methods: tuple[str, ...] = ("slr", "admm", "gradual")
+    sparsities: tuple[float, ...] = (0.8, 0.9, 0.95)
+    seeds: tuple[int, ...] = (0,)
+    solve_epochs: int = 2
+    retrain_epochs: int = 2
+    lr: float = 1e-3
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown methods {unknown or '(none given)'}; valid: {METHODS}")
+        bad = [s for s in self.sparsities if not 0 < s < 1]
+        if bad or not self.sparsities:
+            raise ValueError(f"sparsities must lie in (0, 1), got {list(self.sparsities)}")
+        if self.solve_epochs < 1 or self.retrain_epochs < 0:
+            raise ValueError(
+                "need solve_epochs >= 1 and retrain_epochs >= 0, "
+                f"got {self.solve_epochs}, {self.retrain_epochs}"
+            )
+        if not self.seeds:
+            raise ValueError("need at least one seed")
+
+    def runs(self) -> list[tuple[str, float, int]]:
+        return [(m, s, seed) for seed in self.seeds for s in self.sparsities for m in self.methods]
+
+
+def run_key(method: str, sparsity: float, seed: int) -> str:
+    return f"{method}-s{sparsity:g}-seed{seed}"
+
+
+def transform(method: str, spec, steps_per_epoch: int, solve_epochs: int, lr: float):
+    """The solve-phase optax transform of ``method`` (see the module docstring)."""
+    quarter = max(steps_per_epoch // 4, 1)
+    if method == "admm":
+        return optax.chain(solvers.admm(spec, rho=1e-2, every=quarter, rho_growth=1.3), optax.adam(lr))
+    if method == "slr":
+        return optax.chain(solvers.slr(spec, every=quarter), optax.adam(lr))
+    if method == "rgl":
+        rgl = solvers.reweighted_group_lasso(
+            spec, lam=1e-4, reweight_every=steps_per_epoch, prox=True, learning_rate=lr
+        )
+        return optax.chain(optax.adam(lr), rgl)
+    if method == "magnitude":
+        return optax.chain(optax.adam(lr), solvers.magnitude(spec))
+    if method == "gradual":
+        end = max(int(0.75 * solve_epochs * steps_per_epoch), 1)
+        return optax.chain(
+            optax.adam(lr), solvers.magnitude(spec, solvers.cubic_fraction(0, end, every=quarter))
+        )
+    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
+
+
+def summarize(records: list[dict], metric: str) -> dict:
+    """The numbers one run is judged by, from its ``prune`` records."""
+    by_phase = {}
+    for r in records:
+        by_phase.setdefault(r["phase"], []).append(r)
+    dense = by_phase["dense"][0]["metrics"][metric]
+    pruned = by_phase["pruned"][0]["metrics"][metric]
+    retrain = [r["metrics"][metric] for r in by_phase.get("retrain", [])]
+    curve = [pruned, *retrain]
+    within = next((epoch for epoch, value in enumerate(curve) if value >= dense - 0.01), None)
+    solve = by_phase["solve"][-1]
+    return {
+        "dense": dense,
+        "solved": solve["metrics"][metric],
+        "hard_prune": pruned,
+        "retrain": retrain,
+        "epochs_to_dense_minus_1pt": within,  # None: not within 1 point in the budget
+        "residual": solve["residual"],
+        "achieved_sparsity": by_phase["pruned"][0]["sparsity"],
+    }
+
+
+def run_grid(grid: Grid, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:
+    """Every run of the grid (finished ones skipped when resuming); returns all result rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "runs.jsonl"
+    done = {}
+    if resume and results_file.exists():
+        done = {row["key"]: row for row in map(json.loads, results_file.read_text().splitlines())}
+    elif results_file.exists():
+        results_file.unlink()
+    problem = problems.get(grid.problem, grid.size)
+    steps = problem.steps_per_epoch(problem.recipe.batch_size)
+    rows = []
+    for i, (method, sparsity, seed) in enumerate(grid.runs()):
+        key = run_key(method, sparsity, seed)
+        if key in done:
+            rows.append(done[key])
+            continue
+        if progress:
+            progress(f"[{i + 1}/{len(grid.runs())}] {grid.problem}/{grid.size} {key}")
+        start = solvers.pretrained(problem, seed=seed, quiet=quiet)
+        spec = problem.spec(Unstructured(sparsity))
+        began = time.perf_counter()
+        result = solvers.prune(
+            problem,
+            spec,
+            transform(method, spec, steps, grid.solve_epochs, grid.lr),
+            solve_epochs=grid.solve_epochs,
+            retrain_epochs=grid.retrain_epochs,
+            retrain_optimizer=optax.adam(grid.lr),
+            start=start,
+            seed=seed,
+            run_dir=out / "checkpoints" / key,
+            resume=resume,
+            quiet=quiet,
+        )
+        row = {
+            "key": key,
+            "problem": grid.problem,
+            "size": grid.size,
+            "method": method,
+            "sparsity": sparsity,
+            "seed": seed,
+            "metric": problem.metric,
+            **summarize(result.records, problem.metric),
+            "wall_seconds": time.perf_counter() - began,
+        }
+        with results_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+    return rows
+
+
+def _cell(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
+
+
+def tables(rows: list[dict], grid: Grid) -> str:
+    """Markdown: per stage (after solve, hard prune, each retraining epoch) a method × sparsity
+    table of the metric in percent (mean ± std over seeds), then the budget columns."""
+    stages = [
+        ("after the solve phase", lambda r: r["solved"]),
+        ("hard prune, 0 retraining epochs", lambda r: r["hard_prune"]),
+    ]
+    stages += [
+        (f"after retraining epoch {e + 1}", lambda r, e=e: r["retrain"][e] if e < len(r["retrain"]) else None)
+        for e in range(grid.retrain_epochs)
+    ]
+    header = "| method | " + " | ".join(f"s = {s:g}" for s in grid.sparsities) + " |"
+    rule = "|---|" + "---|" * len(grid.sparsities)
+    out = []
+    for title, pick in stages:
+        out += [f"**{title}**", "", header, rule]
+        for method in grid.methods:
+            cells = [
+                _cell([pick(r) for r in rows if r["method"] == method and r["sparsity"] == s])
+                for s in grid.sparsities
+            ]
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
+    out += [
+        "**retraining epochs to get within 1 point of dense; ‖W−Z‖/‖W‖ after the solve; wall time**",
+        "",
+        "| run | epochs to dense − 1 pt | residual | achieved sparsity | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        within = (
+            "not reached" if r["epochs_to_dense_minus_1pt"] is None else str(r["epochs_to_dense_minus_1pt"])
+        )
+        residual = "—" if r["residual"] is None else f"{r['residual']:.3f}"
+        out.append(
+            f"| {r['key']} | {within} | {residual} | {r['achieved_sparsity']:.4f} | {r['wall_seconds']:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def summary(rows: list[dict], grid: Grid) -> str:
+    """The table printed at the end: per method and sparsity, the metric after the solve, right
+    after the hard prune and after the last retraining epoch (%, mean over seeds)."""
+    last = f"retrained ({grid.retrain_epochs} ep)"
+    out = [f"| method | sparsity | after solve | hard prune | {last} |", "|---|---|---|---|---|"]
+    for s in grid.sparsities:
+        for method in grid.methods:
+            mine = [r for r in rows if r["method"] == method and r["sparsity"] == s]
+            final = [r["retrain"][-1] if r["retrain"] else r["hard_prune"] for r in mine]
+            cells = [_cell([r["solved"] for r in mine]), _cell([r["hard_prune"] for r in mine]), _cell(final)]
+            out.append(f"| {method} | {s:g} | " + " | ".join(cells) + " |")
+    dense = np.mean([r["dense"] for r in rows])
+    return f"dense {rows[0]['metric']}: {100 * dense:.1f} %\n" + "\n".join(out)
+
+
+def plots(rows: list[dict], grid: Grid, out: Path) -> list[Path]:
+    """metric vs retraining epoch (a panel per sparsity) and hard-prune metric vs sparsity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dense = np.mean([r["dense"] for r in rows])
+    fig, axes = plt.subplots(1, len(grid.sparsities), figsize=(4 * len(grid.sparsities), 3.4), squeeze=False)
+    for ax, s in zip(axes[0], grid.sparsities):
+        for method in grid.methods:
+            mine = [r for r in rows if r["method"] == method and r["sparsity"] == s]
+            if mine:
+                curve = np.mean([[r["hard_prune"], *r["retrain"]] for r in mine], axis=0)
+                ax.plot(range(len(curve)), 100 * curve, marker="o", label=method)
+        ax.axhline(100 * dense, color="grey", linestyle="--", linewidth=1, label="dense")
+        ax.set(
+            title=f"sparsity {s:g}",
+            xlabel="retraining epoch (0 = hard prune)",
+            ylabel=rows[0]["metric"] + " (%)",
+        )
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    curves = out / "retraining.png"
+    fig.savefig(curves, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    for method in grid.methods:
+        values = [
+            np.mean([r["hard_prune"] for r in rows if r["method"] == method and r["sparsity"] == s])
+            for s in grid.sparsities
+        ]
+        ax.plot(grid.sparsities, 100 * np.asarray(values), marker="o", label=method)
+    ax.axhline(100 * dense, color="grey", linestyle="--", linewidth=1, label="dense")
+    ax.set(title="right after the hard prune", xlabel="sparsity", ylabel=rows[0]["metric"] + " (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    hard = out / "hard_prune.png"
+    fig.savefig(hard, dpi=110)
+    plt.close(fig)
+    return [curves, hard]
+
+
+def report(rows: list[dict], grid: Grid, out: Path) -> str:
+    """Write ``report.md`` and the plots into ``out``; return the Markdown."""
+    images = plots(rows, grid, out)
+    dense = np.mean([r["dense"] for r in rows])
+    text = "\n".join(
+        [
+            f"# Convergence per retraining epoch: {grid.problem}/{grid.size}",
+            "",
+            (__doc__ or "").strip().split("\n\n")[1],
+            "",
+            f"Dense {rows[0]['metric']}: {100 * dense:.1f} %. Unstructured sparsity over the default "
+            f"prunable leaves; {grid.solve_epochs} solve + {grid.retrain_epochs} retraining epochs, "
+            f"Adam {grid.lr:g}, seeds {list(grid.seeds)}. Values in % ({rows[0]['metric']}).",
+            "",
+            tables(rows, grid),
+            "",
+            *[f"![{p.stem}]({p.name})" for p in images],
+            "",
+        ]
+    )
+    (out / "report.md").write_text(text)
+    return text

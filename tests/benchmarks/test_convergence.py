@@ -1,0 +1,125 @@
+"""The convergence grid on the test-size ResNet: records, report, plots, resume and errors."""
+
+import json
+
+import pytest
+
+from prunax import solvers
+from prunax.benchmarks import convergence
+from prunax.cli import main
+from tests.assets import needs
+
+pytestmark = needs("sklearn")
+
+GRID = convergence.Grid(
+    problem="resnet",
+    size="test",
+    methods=("slr", "gradual"),
+    sparsities=(0.5, 0.9),
+    solve_epochs=1,
+    retrain_epochs=2,
+)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRUNAX_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def finished(cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid")
+    rows = convergence.run_grid(GRID, out)
+    convergence.report(rows, GRID, out)
+    return out, rows
+
+
+def test_one_json_line_per_run_with_the_schema(finished):
+    out, rows = finished
+    lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in lines] == [convergence.run_key(*run) for run in GRID.runs()]
+    for r in lines:
+        assert set(r) >= {
+            "dense",
+            "solved",
+            "hard_prune",
+            "retrain",
+            "epochs_to_dense_minus_1pt",
+            "residual",
+            "achieved_sparsity",
+            "wall_seconds",
+            "method",
+            "sparsity",
+            "seed",
+            "metric",
+        }
+        assert len(r["retrain"]) == 2 and all(
+            0 <= v <= 1 for v in [r["dense"], r["hard_prune"], *r["retrain"]]
+        )
+        assert r["achieved_sparsity"] == pytest.approx(r["sparsity"], abs=0.01)
+    assert next(r for r in lines if r["method"] == "slr")["residual"] is not None
+
+
+def test_report_has_every_run_stage_and_plot(finished):
+    out, rows = finished
+    text = (out / "report.md").read_text()
+    for r in rows:
+        assert r["key"] in text
+    for stage in ("hard prune, 0 retraining epochs", "after retraining epoch 1", "after retraining epoch 2"):
+        assert stage in text
+    assert (out / "retraining.png").stat().st_size > 1000 and (out / "hard_prune.png").stat().st_size > 1000
+    assert "| slr | 0.9 |" in convergence.summary(rows, GRID)
+
+
+def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
+    out, rows = finished
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    calls = []
+    real = solvers.prune
+    monkeypatch.setattr(convergence.solvers, "prune", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = convergence.run_grid(GRID, tmp_path, resume=True)
+    assert len(calls) == 1 and [r["key"] for r in resumed] == [r["key"] for r in rows]
+    assert resumed[:3] == rows[:3]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--methods", "slr,obs"], "valid: ('admm'"),
+        (["bench", "--sparsity", "0.9,1.2"], "sparsities must lie in (0, 1)"),
+        (["bench", "--problem", "vgg"], "valid: ['bert', 'resnet']"),
+        (["bench", "convergence", "--size", "huge"], "valid: ['test'"),
+        (["bench", "--seeds", "a"], "comma-separated integers"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_runs_a_tiny_grid(cache, tmp_path, capsys):
+    argv = [
+        "bench",
+        "convergence",
+        "--problem",
+        "resnet",
+        "--size",
+        "test",
+        "--methods",
+        "magnitude",
+        "--sparsity",
+        "0.8",
+        "--solve-epochs",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| magnitude | 0.8 |" in out and "report and plots written to" in out
+    assert (tmp_path / "report.md").exists()
