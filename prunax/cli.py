@@ -59,6 +59,29 @@ def _bench_support(args) -> int:
     return 0
 
 
+def _bench_overhead(args) -> int:
+    from prunax.benchmarks import overhead
+
+    print(
+        f"prunax {prunax.__version__}: solver step overhead on {args.problem}/{args.size}, "
+        f"batch {args.batch_size}"
+    )
+    rows = overhead.run(
+        args.problem,
+        args.size,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        methods=args.methods,
+        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+    )
+    text = overhead.report(rows, args.problem, args.size, args.batch_size)
+    print(text)
+    _write_report(
+        args.out, "overhead", f"# Solver overhead\n\n{(overhead.__doc__ or '').strip()}\n\n{text}\n"
+    )
+    return 0
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(t for t in text.split(",") if t)
 
@@ -164,9 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     support.add_argument("--instances", type=int, default=100, help="instances per seed")
     support.add_argument("--out", help="report folder (default runs/support-<time>)")
     support.set_defaults(run=_bench_support)
+    over = studies.add_parser("overhead", help="solver step time against the plain optax step")
+    over.add_argument("--problem", default="resnet")
+    over.add_argument("--size", default="default")
+    over.add_argument("--batch-size", type=int, default=64)
+    over.add_argument("--repeats", type=int, default=20)
+    over.add_argument("--methods", type=_names, default=_overhead_methods(), help="comma-separated subset")
+    over.add_argument("--out", help="report folder (default runs/overhead-<time>)")
+    over.set_defaults(run=_bench_overhead)
     listing = commands.add_parser("problems", help="list the problems and their sizes")
     listing.set_defaults(run=_problems)
     return parser
+
+
+def _overhead_methods():
+    from prunax.benchmarks.overhead import METHODS
+
+    return METHODS
 
 
 def _methods():
