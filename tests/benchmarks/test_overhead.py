@@ -9,11 +9,11 @@ pytestmark = needs("sklearn")
 
 
 def test_rows_and_report():
-    rows = overhead.run("resnet", "test", batch_size=16, repeats=1, methods=("admm", "magnitude"))
-    assert [r["method"] for r in rows] == ["admm", "magnitude"]
+    rows = overhead.run("resnet", "test", batch_size=16, repeats=1, methods=("magnitude",))
+    assert [r["method"] for r in rows] == ["magnitude"]
     for r in rows:
         assert r["plain_ms"] > 0 and r["between"] == pytest.approx(r["between_ms"] / r["plain_ms"])
     text = overhead.report(rows, "resnet", "test", 16)
-    assert "| admm |" in text and "| magnitude |" in text
+    assert "| magnitude |" in text
     with pytest.raises(ValueError, match="valid"):
         overhead.run("resnet", "test", methods=("obs",))
