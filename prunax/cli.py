@@ -26,20 +26,22 @@ def _write_report(out: str | None, study: str, markdown: str) -> None:
 
 
 def _bench_projection(args) -> int:
-    from prunax.benchmarks import projection
+    from prunax.benchmarks import families, projection
 
     sizes = tuple(int(s) for s in args.sizes)
     print(f"prunax {prunax.__version__}: top-k selection benchmark, sizes {sizes}, k/n {args.fractions}")
+    progress = lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True)  # noqa: E731
     rows = projection.run(
-        sizes=sizes,
-        fractions=args.fractions,
-        methods=tuple(args.methods.split(",")),
-        repeats=args.repeats,
-        progress=lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True),
+        sizes=sizes, fractions=args.fractions, methods=args.methods, repeats=args.repeats, progress=progress
     )
     text = projection.report(rows)
     print(text)
-    _write_report(args.out, "projection", f"# Top-k selection speed\n\n{text}\n")
+    family_text = ""
+    if not args.no_families:
+        family_text = families.report(families.run(sizes=sizes, repeats=args.repeats, progress=progress))
+        print("\n" + family_text)
+    body = f"# Top-k selection speed\n\n{text}\n\n## Every constraint family\n\n{family_text}\n"
+    _write_report(args.out, "projection", body)
     return 0
 
 
@@ -178,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     proj = studies.add_parser("projection", help="exact top-k kernel vs lax.top_k, sort, np.partition")
     proj.add_argument("--sizes", type=_floats, default=(1e5, 1e6, 1e7), help="e.g. 1e5,1e6,1e7,3e7")
     proj.add_argument("--fractions", type=_floats, default=(0.5, 0.1, 0.01), help="kept fractions k/n")
-    proj.add_argument("--methods", default=",".join(_methods()), help="comma-separated subset")
+    proj.add_argument("--methods", type=_names, default=_methods(), help="comma-separated subset")
     proj.add_argument("--repeats", type=int, default=7)
+    proj.add_argument("--no-families", action="store_true", help="only the top-k table")
     proj.add_argument("--out", help="report folder (default runs/projection-<time>)")
     proj.set_defaults(run=_bench_projection)
     support = studies.add_parser("support", help="ADMM, SLR, group lasso, magnitude: optimal-support rate")
