@@ -243,6 +243,7 @@ def plots(rows: list[dict], grid: Grid, out: Path) -> list[Path]:
             if mine:
                 curve = np.mean([[r["hard_prune"], *r["retrain"]] for r in mine], axis=0)
                 ax.plot(range(len(curve)), 100 * curve, marker="o", label=method)
+                ax.set_xticks(range(len(curve)))
         ax.axhline(100 * dense, color="grey", linestyle="--", linewidth=1, label="dense")
         ax.set(
             title=f"sparsity {s:g}",
