@@ -36,8 +36,8 @@ def _transform(method: str, spec, lr: float, every: int | None):
     if method == "rgl_prox":
         prox = solvers.reweighted_group_lasso(spec, 1e-4, reweight_every=period, prox=True, learning_rate=lr)
         return optax.chain(optax.adam(lr), prox)
-    if method == "magnitude":  # a fraction that changes every step recomputes the masks every step
-        schedule = None if every is None else (lambda count: count / NEVER)
+    if method == "magnitude":  # a fraction alternating 0.5 / 0.6 recomputes the masks every step
+        schedule = None if every is None else (lambda count: 0.5 + 0.1 * (count % 2))
         return optax.chain(optax.adam(lr), solvers.magnitude(spec, schedule))
     raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
 

@@ -277,6 +277,7 @@ def prune(
     fingerprint = {
         "kind": "prune",
         "config": problem.config,
+        "spec": repr(spec.rules),
         "solve_epochs": solve_epochs,
         "retrain_epochs": retrain_epochs,
         "batch_size": batch_size,
