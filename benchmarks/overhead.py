@@ -42,7 +42,9 @@ def _transform(method: str, spec, lr: float, every: int | None):
     raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
 
 
-def _step_ms(problem, tx, params, state, batch, repeats: int) -> float:
+def _stepper(problem, tx, params, state, batch):
+    """A jitted step on ``batch`` that is compiled and past its first steps (one-shot masks,
+    SLR's first loss); calling it times one more step and returns the seconds."""
     tx = optax.with_extra_args_support(tx)
 
     @jax.jit
@@ -51,16 +53,17 @@ def _step_ms(problem, tx, params, state, batch, repeats: int) -> float:
         updates, opt_state = tx.update(grads, opt_state, params, value=value)
         return optax.apply_updates(params, updates), state, opt_state
 
-    carry = (params, state, tx.init(params))
+    carry = [(params, state, tx.init(params))]
     key = jax.random.key(0)
-    for _ in range(3):  # compile, and the first steps (one-shot masks, SLR's first loss)
-        carry = jax.block_until_ready(step(*carry, key))
-    times = []
-    for _ in range(repeats):
+
+    def timed() -> float:
         began = time.perf_counter()
-        carry = jax.block_until_ready(step(*carry, key))
-        times.append(time.perf_counter() - began)
-    return 1e3 * float(np.median(times))
+        carry[0] = jax.block_until_ready(step(*carry[0], key))
+        return time.perf_counter() - began
+
+    for _ in range(3):
+        timed()
+    return timed
 
 
 def run(
@@ -72,7 +75,8 @@ def run(
     methods=METHODS,
     progress=None,
 ) -> list[dict]:
-    """One row per method: the plain, between-update and every-step times and their ratios."""
+    """One row per method: the plain, between-update and every-step times and their ratios. The
+    three steps are timed in interleaved rounds, so drift in the machine's speed cancels."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; valid: {METHODS}")
@@ -80,13 +84,16 @@ def run(
     params, state = problem.init(jax.random.key(0))
     batch = next(problem.batches("train", jax.random.key(1), batch_size))
     spec = problem.spec(Unstructured(sparsity))
-    plain = _step_ms(problem, _transform("plain", spec, 1e-3, None), params, state, batch, repeats)
     rows = []
     for method in methods:
         if progress:
             progress(f"timing {method}")
-        never = _step_ms(problem, _transform(method, spec, 1e-3, None), params, state, batch, repeats)
-        always = _step_ms(problem, _transform(method, spec, 1e-3, 1), params, state, batch, repeats)
+        steps = [
+            _stepper(problem, _transform(name, spec, 1e-3, every), params, state, batch)
+            for name, every in (("plain", None), (method, None), (method, 1))
+        ]
+        times = np.array([[timed() for timed in steps] for _ in range(repeats)])
+        plain, never, always = 1e3 * np.median(times, axis=0)
         rows.append(
             {
                 "method": method,
