@@ -46,7 +46,6 @@ class Problem:
     groups: dict[str, Callable[[float], Spec]] = field(default_factory=dict)  # natural structures
     train_size: int = 0
     recipe: Recipe | None = None
-    higher_is_better: bool = True
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return self.train_size // batch_size

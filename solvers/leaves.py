@@ -57,9 +57,6 @@ class Layout:
         leaves = jax.tree_util.tree_leaves(tree)
         return self.treedef.unflatten([next(it) if c else x for x, c in zip(leaves, self.constrained)])
 
-    def constrained_paths(self) -> list[str]:
-        return [p for p, c in zip(self.paths, self.constrained) if c]
-
 
 def constraint_list(spec: Spec, params) -> list:
     """The constraint (or None) of every leaf of ``params``, in leaf order."""
