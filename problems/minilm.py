@@ -52,7 +52,9 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         start, end = info["data_offsets"]
-        out[name] = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
+        array = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
+        array.setflags(write=False)
+        out[name] = array
     return out
 
 
@@ -93,7 +95,7 @@ def _params() -> dict:
 
 
 def params() -> dict:
-    """The pretrained encoder parameters (a fresh copy of the nested dict; arrays are shared)."""
+    """The pretrained encoder parameters: a fresh nested dict over shared, read-only arrays."""
     return _copy(_params())
 
 
