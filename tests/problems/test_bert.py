@@ -14,13 +14,11 @@ from prunax.problems import bert, minilm
 from prunax.problems.bert_model import Bert, normalize
 from tests.assets import needs
 
-FIXTURE = Path(__file__).parents[3] / "shared" / "fixtures" / "minilm_reference.npz"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "minilm_reference.npz"
 
 
 @pytest.fixture(scope="module")
 def reference():
-    if not FIXTURE.exists():
-        pytest.skip(f"the MiniLM reference fixture is not at {FIXTURE}")
     return np.load(FIXTURE)
 
 
