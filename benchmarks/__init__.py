@@ -1,4 +1,6 @@
-"""Benchmarks: projection speed now; convergence per retraining epoch and solver overhead follow."""
+"""Benchmarks (DESIGN §5): ``convergence`` (per retraining epoch, the main job), ``projection`` and
+``families`` (projection speed), ``overhead`` (solver step cost), ``support_recovery`` (sparse
+least squares). Import the module you need; ``prunax bench`` runs them from the command line."""
 
 from . import projection
 
