@@ -27,6 +27,7 @@ class Layout:
     paths: tuple[str, ...]
     constrained: tuple[bool, ...]
     treedef: object
+    solver: str
 
     @classmethod
     def of(cls, spec: Spec, params, solver: str) -> Layout:
@@ -37,13 +38,17 @@ class Layout:
             raise ValueError(
                 f"{solver}: the spec constrains no leaf of the params (paths: {list(paths)[:8]}...)"
             )
-        return cls(tuple(paths), constrained, treedef)
+        return cls(tuple(paths), constrained, treedef, solver)
 
     def pick(self, tree) -> list:
         """The constrained leaves of a params-shaped or state tree, in order."""
         leaves = jax.tree_util.tree_leaves(tree, is_leaf=_is_masked)
         if len(leaves) != len(self.constrained):
-            raise ValueError(f"tree with {len(leaves)} leaves does not match params with {len(self.paths)}")
+            raise ValueError(
+                f"{self.solver}: a tree with {len(leaves)} leaves does not match the params' "
+                f"{len(self.paths)} leaves ({', '.join(self.paths[:4])}, ...); "
+                "was the state initialised for other params?"
+            )
         return [x for x, c in zip(leaves, self.constrained) if c]
 
     def build(self, values: list):
