@@ -95,7 +95,9 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _bench_convergence(args) -> int:
+def _run_grid(args, study: str):
+    """Build the grid from the arguments, run it (resumable) and write its report; returns
+    (rows, grid, output folder)."""
     from prunax import problems
     from prunax.benchmarks import convergence
 
@@ -112,11 +114,13 @@ def _bench_convergence(args) -> int:
         solve_epochs=args.solve_epochs,
         retrain_epochs=args.retrain_epochs,
         lr=args.lr,
+        structure=args.structure,
     )
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("convergence-%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / time.strftime(f"{study}-%Y%m%d-%H%M%S")
     print(
         f"prunax {prunax.__version__}: convergence per retraining epoch on {grid.problem}/{grid.size}: "
-        f"{', '.join(grid.methods)} at sparsity {', '.join(f'{s:g}' for s in grid.sparsities)}, "
+        f"{', '.join(grid.methods)} at {grid.structure} sparsity "
+        f"{', '.join(f'{s:g}' for s in grid.sparsities)}, "
         f"{len(grid.runs())} runs (the dense start is trained once and cached)"
     )
     rows = convergence.run_grid(
@@ -127,27 +131,56 @@ def _bench_convergence(args) -> int:
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     convergence.report(rows, grid, out)
+    return rows, grid, out
+
+
+def _bench_convergence(args) -> int:
+    from prunax.benchmarks import convergence
+
+    rows, grid, out = _run_grid(args, "convergence")
     print()
     print(convergence.summary(rows, grid))
     print(f"\nreport and plots written to {out / 'report.md'}")
     return 0
 
 
-def _add_convergence_arguments(parser) -> None:
+def _bench_blocks(args) -> int:
+    from prunax.benchmarks import block_pruning
+
+    rows, grid, out = _run_grid(args, "blocks")
+    section = (
+        f"## Accuracy vs encoder compression ({grid.structure})\n\n"
+        "Metric after the last retraining epoch (after the hard prune in brackets), then its change "
+        "from dense in points.\n\n"
+        f"{block_pruning.compression_table(rows, grid)}\n\n{block_pruning.goal(rows, grid)}\n"
+    )
+    report = out / "report.md"
+    title, rest = report.read_text().split("\n", 1)
+    intro = (block_pruning.__doc__ or "").strip()
+    report.write_text(f"{title}\n\n{intro}\n\n{section}{rest}")
+    print("\n" + section)
+    print(f"report and plots written to {report}")
+    return 0
+
+
+def _add_convergence_arguments(parser, default=None) -> None:
     from prunax.benchmarks.convergence import Grid
 
-    default = Grid()
+    default = default or Grid()
     parser.add_argument("--problem", default=default.problem, help="see `prunax problems`")
     parser.add_argument("--size", default=default.size)
     parser.add_argument(
         "--methods", type=_names, default=default.methods, help="admm,slr,rgl,magnitude,gradual"
     )
     parser.add_argument("--sparsity", type=_floats, default=default.sparsities, help="e.g. 0.8,0.9,0.95")
+    parser.add_argument(
+        "--structure", default=default.structure, help="unstructured or a group of the problem (block16, ...)"
+    )
     parser.add_argument("--solve-epochs", type=int, default=default.solve_epochs)
     parser.add_argument("--retrain-epochs", type=int, default=default.retrain_epochs)
     parser.add_argument("--seeds", type=_ints, default=default.seeds, help="e.g. 0,1,2")
     parser.add_argument("--lr", type=float, default=default.lr, help="Adam learning rate (solve and retrain)")
-    parser.add_argument("--out", help="output folder (default runs/convergence-<time>)")
+    parser.add_argument("--out", help="output folder (default runs/<study>-<time>)")
     parser.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
 
 
@@ -177,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_convergence_arguments(conv)
     conv.set_defaults(run=_bench_convergence)
+    blocks = studies.add_parser(
+        "blocks", help="MiniLM block pruning: RGL vs ADMM vs magnitude at 2x-5x encoder compression (~40 min)"
+    )
+    _add_convergence_arguments(blocks, _block_grid())
+    blocks.set_defaults(run=_bench_blocks)
     proj = studies.add_parser("projection", help="exact top-k kernel vs lax.top_k, sort, np.partition")
     proj.add_argument("--sizes", type=_floats, default=(1e5, 1e6, 1e7), help="e.g. 1e5,1e6,1e7,3e7")
     proj.add_argument("--fractions", type=_floats, default=(0.5, 0.1, 0.01), help="kept fractions k/n")
@@ -201,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("problems", help="list the problems and their sizes")
     listing.set_defaults(run=_problems)
     return parser
+
+
+def _block_grid():
+    from prunax.benchmarks.block_pruning import GRID
+
+    return GRID
 
 
 def _overhead_methods():
