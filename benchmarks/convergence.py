@@ -199,7 +199,7 @@ def run_grid(grid: Grid, out: Path, resume: bool = False, quiet: bool = True, pr
     return rows
 
 
-def _cell(values) -> str:
+def percent_cell(values) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "—"
@@ -226,7 +226,7 @@ def tables(rows: list[dict], grid: Grid) -> str:
         out += [f"**{title}**", "", header, rule]
         for method in grid.methods:
             cells = [
-                _cell([pick(r) for r in rows if r["method"] == method and r["sparsity"] == s])
+                percent_cell([pick(r) for r in rows if r["method"] == method and r["sparsity"] == s])
                 for s in grid.sparsities
             ]
             out.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -257,7 +257,11 @@ def summary(rows: list[dict], grid: Grid) -> str:
         for method in grid.methods:
             mine = [r for r in rows if r["method"] == method and r["sparsity"] == s]
             final = [r["retrain"][-1] if r["retrain"] else r["hard_prune"] for r in mine]
-            cells = [_cell([r["solved"] for r in mine]), _cell([r["hard_prune"] for r in mine]), _cell(final)]
+            cells = [
+                percent_cell([r["solved"] for r in mine]),
+                percent_cell([r["hard_prune"] for r in mine]),
+                percent_cell(final),
+            ]
             out.append(f"| {method} | {s:g} | " + " | ".join(cells) + " |")
     dense = np.mean([r["dense"] for r in rows])
     return f"dense {rows[0]['metric']}: {100 * dense:.1f} %\n" + "\n".join(out)

@@ -151,6 +151,17 @@ def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Pro
         cosine = jnp.sum(normalize(out["pooled"]) * batch["target"], axis=-1)
         return jnp.mean(1.0 - cosine), (state, {"cosine": jnp.mean(cosine)})
 
+    def features(params, state, batch):
+        del state
+        check_batch(batch, expected, "bert")
+        out = model.apply({"params": params}, batch["ids"], batch["mask"].astype(bool))
+        return {
+            "hidden": out["hidden"],
+            "attentions": out["attentions"],
+            "logits": out["logits"],
+            "mask": batch["mask"].astype(bool),
+        }
+
     def evaluate(params, state, which: str = "test"):
         arrays = split[which]
         total, hits = 0, 0.0
@@ -202,6 +213,8 @@ def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Pro
         groups=structured_groups(config),
         train_size=n_train,
         recipe=recipe,
+        layers=tuple(f"layer_{i}" for i in range(config.layers)) if task == "polarity" else (),
+        features=features if task == "polarity" else None,
     )
 
 

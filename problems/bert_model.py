@@ -56,7 +56,8 @@ class SelfAttention(nn.Module):
         logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
         probs = jax.nn.softmax(logits, axis=-1)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(batch, length, c.hidden)
-        return nn.Dense(c.hidden, name="output")(context), probs
+        parts = {"query": q, "key": k, "value": v, "context": context.reshape(q.shape)}
+        return nn.Dense(c.hidden, name="output")(context), probs, parts
 
 
 class Layer(nn.Module):
@@ -65,11 +66,11 @@ class Layer(nn.Module):
     @nn.compact
     def __call__(self, x, mask):
         c = self.config
-        attended, probs = SelfAttention(c, name="attention")(x, mask)
+        attended, probs, parts = SelfAttention(c, name="attention")(x, mask)
         x = nn.LayerNorm(epsilon=c.eps, name="attention_norm")(x + attended)
         hidden = jax.nn.gelu(nn.Dense(c.intermediate, name="intermediate")(x), approximate=False)
         x = nn.LayerNorm(epsilon=c.eps, name="output_norm")(x + nn.Dense(c.hidden, name="output")(hidden))
-        return x, probs
+        return x, probs, parts
 
 
 class Embeddings(nn.Module):
@@ -103,17 +104,22 @@ class Bert(nn.Module):
             self.classifier = nn.Dense(self.classes)
 
     def __call__(self, ids, mask):
-        """``{"last", "hidden", "attentions", "pooled"}`` (+ ``"logits"`` with a classifier)."""
+        """``{"last", "hidden", "attentions", "parts", "pooled"}`` (+ ``"logits"`` with a classifier):
+        ``hidden`` the embeddings and each layer's output (B, L, H); ``attentions`` each layer's
+        probabilities (B, heads, L, L); ``parts`` per layer the per-head query, key, value and
+        attention-weighted values A·V (B, L, heads, d_h). Unused outputs cost nothing under jit."""
         x = self.embeddings(ids)
-        hidden, attentions = [x], []
+        hidden, attentions, parts = [x], [], []
         for block in self.blocks:
-            x, probs = block(x, mask)
+            x, probs, inside = block(x, mask)
             hidden.append(x)
             attentions.append(probs)
+            parts.append(inside)
         out = {
             "last": x,
             "hidden": tuple(hidden),
             "attentions": tuple(attentions),
+            "parts": tuple(parts),
             "pooled": mean_pool(x, mask),
         }
         if self.classes:

@@ -46,6 +46,11 @@ class Problem:
     groups: dict[str, Callable[[float], Spec]] = field(default_factory=dict)  # natural structures
     train_size: int = 0
     recipe: Recipe | None = None
+    # Distillation hooks (``solvers.progressive_distillation``): the top-level subtrees of params
+    # that are swappable layers, and (params, state, batch) -> {"hidden": tuple of (B, L, H),
+    # "attentions": tuple of (B, heads, L, L), "logits": (B, C), "mask": (B, L) bool}.
+    layers: tuple[str, ...] = ()
+    features: Callable | None = None
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return self.train_size // batch_size

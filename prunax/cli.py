@@ -163,6 +163,48 @@ def _bench_blocks(args) -> int:
     return 0
 
 
+def _bench_spd(args) -> int:
+    from prunax.benchmarks import distillation_study
+
+    if len(args.epochs) != 3:
+        raise ValueError(f"--epochs takes pruning,replacing,fine-tuning epochs, got {list(args.epochs)}")
+    prune, replace, finetune = args.epochs
+    study = distillation_study.Study(
+        size=args.size,
+        settings=tuple((structure, float(s)) for structure, s in (x.split(":") for x in args.settings)),
+        methods=args.methods,
+        prune_epochs=prune,
+        replace_epochs=replace,
+        finetune_epochs=finetune,
+        lr=args.lr,
+    )
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("spd-%Y%m%d-%H%M%S")
+    print(
+        f"prunax {prunax.__version__}: sparse progressive distillation on bert/{study.size}: "
+        f"{', '.join(study.methods)} at {', '.join(f'{a} {b:g}' for a, b in study.settings)}",
+        flush=True,
+    )
+    rows = distillation_study.run(
+        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    distillation_study.report(rows, study, out)
+    print("\n" + distillation_study.table(rows, study))
+    print("\n".join(distillation_study.order(rows, study)))
+    print(f"\nreport written to {out / 'report.md'}")
+    return 0
+
+
+def _settings(text: str) -> tuple[str, ...]:
+    items = tuple(t for t in text.split(",") if t)
+    for item in items:
+        structure, _, sparsity = item.partition(":")
+        try:
+            float(sparsity)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected structure:sparsity items, got {item!r}") from None
+    return items
+
+
 def _add_convergence_arguments(parser, default=None) -> None:
     from prunax.benchmarks.convergence import Grid
 
@@ -182,6 +224,25 @@ def _add_convergence_arguments(parser, default=None) -> None:
     parser.add_argument("--lr", type=float, default=default.lr, help="Adam learning rate (solve and retrain)")
     parser.add_argument("--out", help="output folder (default runs/<study>-<time>)")
     parser.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
+
+
+def _bias(args) -> int:
+    from prunax.benchmarks import bias_study
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("bias-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"prunax {prunax.__version__}: gender-bias detector on MiniLM, dense and magnitude-pruned at "
+        f"{', '.join(f'{s:g}' for s in args.sparsity)}"
+        + (f" (one-shot and +{args.epochs} retraining epochs)" if args.epochs else " (one-shot)"),
+        flush=True,
+    )
+    models = bias_study.encoders(args.sparsity, args.epochs, out, quiet=False)
+    results = bias_study.study(models)
+    bias_study.report(results, models, out)
+    print(bias_study.comparison(results, models))
+    print(f"\nreport and plot written to {out / 'report.md'}")
+    return 0
 
 
 def _problems(args) -> int:
@@ -236,9 +297,40 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--methods", type=_names, default=_overhead_methods(), help="comma-separated subset")
     over.add_argument("--out", help="report folder (default runs/overhead-<time>)")
     over.set_defaults(run=_bench_overhead)
+    bias = commands.add_parser(
+        "bias", help="gender-bias detector on MiniLM's attention maps, before and after pruning (~4 min)"
+    )
+    bias.add_argument("--sparsity", type=_floats, default=(0.5, 0.8), help="magnitude sparsities")
+    bias.add_argument(
+        "--epochs", type=int, default=1, help="embedding-preserving retraining epochs (0: none)"
+    )
+    bias.add_argument("--out", help="report folder (default runs/bias-<time>)")
+    bias.set_defaults(run=_bias)
+    spd = studies.add_parser(
+        "spd", help="MiniLM: sparse progressive distillation vs magnitude + KD vs magnitude (~35 min)"
+    )
+    spd.add_argument("--size", default="default", help="bert size (test: the tiny smoke model)")
+    spd.add_argument(
+        "--settings",
+        type=_settings,
+        default=("unstructured:0.9", "block16:0.5"),
+        help="structure:sparsity items, e.g. unstructured:0.9,neuron:0.5",
+    )
+    spd.add_argument("--methods", type=_names, default=_spd_methods(), help="spd,magnitude+kd,magnitude")
+    spd.add_argument("--epochs", type=_ints, default=(2, 1, 1), help="pruning,replacing,fine-tuning epochs")
+    spd.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate (restarted per stage)")
+    spd.add_argument("--out", help="output folder (default runs/spd-<time>)")
+    spd.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
+    spd.set_defaults(run=_bench_spd)
     listing = commands.add_parser("problems", help="list the problems and their sizes")
     listing.set_defaults(run=_problems)
     return parser
+
+
+def _spd_methods():
+    from prunax.benchmarks.distillation_study import METHODS
+
+    return METHODS
 
 
 def _block_grid():
