@@ -69,6 +69,20 @@ def _leaf_groups(spec: Spec, params, layout: Layout) -> list[Groups]:
     return out
 
 
+def _leaf_lams(lam, layout: Layout, count) -> list:
+    """λ of each constrained leaf at step ``count``."""
+    paths = [p for p, c in zip(layout.paths, layout.constrained) if c]
+    if not isinstance(lam, dict):
+        return [hyper(lam, count)] * len(paths)
+    missing, extra = sorted(set(paths) - set(lam)), sorted(set(lam) - set(paths))
+    if missing or extra:
+        raise ValueError(
+            f"reweighted_group_lasso: lam per leaf must name exactly the constrained leaves; "
+            f"missing {missing}, not constrained {extra}"
+        )
+    return [hyper(lam[p], count) for p in paths]
+
+
 def _alphas(groups: list[Groups], w: list, eps: float) -> list:
     return [1.0 / (grp.norms(x) + eps) for grp, x in zip(groups, w)]
 
@@ -81,8 +95,11 @@ def reweighted_group_lasso(
     prox: bool = False,
     learning_rate=None,
 ) -> optax.GradientTransformationExtraArgs:
-    """``lam`` (λ ≥ 0) and ``learning_rate`` are numbers or optax schedules of the step count."""
-    check_range("reweighted_group_lasso", "lam", lam, low=0, low_open=False)
+    """``lam`` (λ ≥ 0) and ``learning_rate`` are numbers or optax schedules of the step count;
+    ``lam`` may also be a dict from each constrained leaf's path to its own λ (the paper's
+    per-matrix λ_i)."""
+    for value in lam.values() if isinstance(lam, dict) else [lam]:
+        check_range("reweighted_group_lasso", "lam", value, low=0, low_open=False)
     check_range("reweighted_group_lasso", "eps", eps, low=0)
     if reweight_every is not None:
         check_every("reweighted_group_lasso", "reweight_every", reweight_every)
@@ -99,6 +116,7 @@ def reweighted_group_lasso(
     def init(params):
         layout = Layout.of(spec, params, "reweighted_group_lasso")
         groups = _leaf_groups(spec, params, layout)
+        _leaf_lams(lam, layout, 0)  # checks the per-leaf paths
         return GroupLassoState(
             count=jnp.int32(0),
             alpha=layout.build(_alphas(groups, layout.pick(params), eps)),
@@ -118,26 +136,27 @@ def reweighted_group_lasso(
             alpha = lax.cond(
                 due(state.count, reweight_every) & ok, lambda: _alphas(groups, w, eps), lambda: alpha
             )
-        lam_now = hyper(lam, state.count)
+        lams = _leaf_lams(lam, layout, state.count)
         if prox:
             eta = hyper(learning_rate, state.count)
             stepped = [a + b for a, b in zip(w, u)]
             shrunk = [
-                group_soft_threshold(x, grp, eta * lam_now * al) for x, grp, al in zip(stepped, groups, alpha)
+                group_soft_threshold(x, grp, eta * lm * al)
+                for x, grp, al, lm in zip(stepped, groups, alpha, lams)
             ]
             out = [s - a for s, a in zip(shrunk, w)]
             norms = [grp.norms(x) for grp, x in zip(groups, shrunk)]
         else:
             out, norms = [], []
-            for x, gi, grp, al in zip(w, u, groups, alpha):
+            for x, gi, grp, al, lm in zip(w, u, groups, alpha, lams):
                 norm = grp.norms(x)
-                scale = jnp.where(norm > 0, lam_now * al / jnp.where(norm > 0, norm, 1.0), 0.0)
+                scale = jnp.where(norm > 0, lm * al / jnp.where(norm > 0, norm, 1.0), 0.0)
                 out.append(gi + x * grp.spread(scale).astype(x.dtype))
                 norms.append(norm)
         new_state = GroupLassoState(
             count=state.count + 1,
             alpha=layout.build(alpha),
-            penalty=lam_now * sum(jnp.sum(al * nm) for al, nm in zip(alpha, norms)),
+            penalty=sum(lm * jnp.sum(al * nm) for lm, al, nm in zip(lams, alpha, norms)),
             zero_groups=sum(jnp.sum(nm == 0, dtype=jnp.int32) for nm in norms),
             nonfinite=state.nonfinite | ~ok,
         )

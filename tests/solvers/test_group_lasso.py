@@ -89,3 +89,22 @@ def test_bad_input():
     polarity = spec([("k", ColumnSign(4, axis=0))])
     with pytest.raises(ValueError, match=r"ColumnSign.*'k'.*\(8, 3\).*no groups"):
         solvers.reweighted_group_lasso(polarity, 1e-4).init({"k": jnp.ones((8, 3))})
+
+
+def test_per_leaf_lambda_equals_one_solver_per_leaf():
+    w = {"a": jnp.asarray([[3.0, 0.5], [4.0, 0.1]]), "b": jnp.asarray([1.0, -2.0, 0.3])}
+    rules = [("a", Block((1,), 0.5, axes=(1,))), ("b", Unstructured(0.5))]
+    g = {"a": jnp.full((2, 2), 0.2), "b": jnp.full(3, -0.1)}
+    joint = solvers.reweighted_group_lasso(spec(rules), {"a": 0.5, "b": 2.0}, prox=True, learning_rate=0.1)
+    got, state = joint.update(g, joint.init(w), w)
+    penalty = 0.0
+    for rule, lam in zip(rules, (0.5, 2.0)):
+        alone = solvers.reweighted_group_lasso(spec([rule]), lam, prox=True, learning_rate=0.1)
+        want, single = alone.update(g, alone.init(w), w)
+        np.testing.assert_allclose(np.asarray(got[rule[0]]), np.asarray(want[rule[0]]), rtol=1e-6)
+        penalty += float(single.penalty)
+    assert float(state.penalty) == pytest.approx(penalty, rel=1e-6)
+    with pytest.raises(ValueError, match=r"missing \['b'\], not constrained \['c'\]"):
+        solvers.reweighted_group_lasso(spec(rules), {"a": 0.5, "c": 1.0}).init(w)
+    with pytest.raises(ValueError, match="reweighted_group_lasso: lam"):
+        solvers.reweighted_group_lasso(spec(rules), {"a": 0.5, "b": -1.0})
