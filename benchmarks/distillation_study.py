@@ -179,7 +179,8 @@ def report(rows: list[dict], study: Study, out: Path) -> str:
             "",
             f"Dense teacher accuracy {100 * dense:.1f} %. Epochs: {study.prune_epochs} pruning + "
             f"{study.replace_epochs} replacing + {study.finetune_epochs} fine-tuning; peak learning rate "
-            f"{study.lr:g}; p0 {study.p0}; T {study.temperature}; {study.updates} mask updates.",
+            f"{study.lr:g}; p0 {study.p0}; T {study.temperature}; {study.updates} mask updates; "
+            f"seed {study.seed}.",
             "",
             table(rows, study),
             "",

@@ -177,6 +177,7 @@ def _bench_spd(args) -> int:
         replace_epochs=replace,
         finetune_epochs=finetune,
         lr=args.lr,
+        seed=args.seed,
     )
     out = Path(args.out) if args.out else Path("runs") / time.strftime("spd-%Y%m%d-%H%M%S")
     print(
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     spd.add_argument("--methods", type=_names, default=_spd_methods(), help="spd,magnitude+kd,magnitude")
     spd.add_argument("--epochs", type=_ints, default=(2, 1, 1), help="pruning,replacing,fine-tuning epochs")
     spd.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate (restarted per stage)")
+    spd.add_argument("--seed", type=int, default=0, help="seed of the dense teacher, batches and layer draws")
     spd.add_argument("--out", help="output folder (default runs/spd-<time>)")
     spd.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
     spd.set_defaults(run=_bench_spd)
