@@ -317,15 +317,16 @@ def plots(rows: list[dict], grid: Grid, out: Path) -> list[Path]:
     return [curves, hard]
 
 
-def report(rows: list[dict], grid: Grid, out: Path) -> str:
-    """Write ``report.md`` and the plots into ``out``; return the Markdown."""
+def report(rows: list[dict], grid: Grid, out: Path, intro: str | None = None) -> str:
+    """Write ``report.md`` and the plots into ``out``; return the Markdown. ``intro`` (Markdown)
+    replaces the default paragraph, the SLR question."""
     images = plots(rows, grid, out)
     dense = np.mean([r["dense"] for r in rows])
     text = "\n".join(
         [
             f"# Convergence per retraining epoch: {grid.problem}/{grid.size}",
             "",
-            (__doc__ or "").strip().split("\n\n")[1],
+            (__doc__ or "").strip().split("\n\n")[1] if intro is None else intro,
             "",
             f"Dense {rows[0]['metric']}: {100 * dense:.1f} %. {grid.structure.capitalize()} sparsity "
             f"over the default prunable leaves; {grid.solve_epochs} solve + {grid.retrain_epochs} "

@@ -96,8 +96,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _run_grid(args, study: str):
-    """Build the grid from the arguments, run it (resumable) and write its report; returns
-    (rows, grid, output folder)."""
+    """Build the grid from the arguments and run it (resumable); returns (rows, grid, output
+    folder)."""
     from prunax import problems
     from prunax.benchmarks import convergence
 
@@ -130,7 +130,6 @@ def _run_grid(args, study: str):
         quiet=False,
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
-    convergence.report(rows, grid, out)
     return rows, grid, out
 
 
@@ -138,6 +137,7 @@ def _bench_convergence(args) -> int:
     from prunax.benchmarks import convergence
 
     rows, grid, out = _run_grid(args, "convergence")
+    convergence.report(rows, grid, out)
     print()
     print(convergence.summary(rows, grid))
     print(f"\nreport and plots written to {out / 'report.md'}")
@@ -145,7 +145,7 @@ def _bench_convergence(args) -> int:
 
 
 def _bench_blocks(args) -> int:
-    from prunax.benchmarks import block_pruning
+    from prunax.benchmarks import block_pruning, convergence
 
     rows, grid, out = _run_grid(args, "blocks")
     section = (
@@ -154,12 +154,10 @@ def _bench_blocks(args) -> int:
         "from dense in points.\n\n"
         f"{block_pruning.compression_table(rows, grid)}\n\n{block_pruning.goal(rows, grid)}\n"
     )
-    report = out / "report.md"
-    title, rest = report.read_text().split("\n", 1)
     intro = (block_pruning.__doc__ or "").strip()
-    report.write_text(f"{title}\n\n{intro}\n\n{section}{rest}")
+    convergence.report(rows, grid, out, intro=f"{intro}\n\n{section}")
     print("\n" + section)
-    print(f"report and plots written to {report}")
+    print(f"report and plots written to {out / 'report.md'}")
     return 0
 
 
