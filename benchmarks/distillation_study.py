@@ -169,7 +169,39 @@ def order(rows: list[dict], study: Study) -> list[str]:
     return lines
 
 
+def plot(rows: list[dict], study: Study, path: Path) -> Path:
+    """Accuracy after the pruning stage (= hard prune) and each retraining epoch, a panel per
+    setting, a line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(study.settings)
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.4), squeeze=False)
+    for ax, (structure, sparsity) in zip(axes[0], settings):
+        for r in rows:
+            if r["structure"] == structure and r["sparsity"] == sparsity:
+                curve = [r["hard_prune"], *r["retrain"]]
+                ax.plot(range(len(curve)), [100 * v for v in curve], marker="o", label=r["method"])
+                ax.set_xticks(range(len(curve)))
+        ax.axhline(100 * rows[0]["dense"], color="grey", linestyle="--", linewidth=1, label="dense")
+        ax.axvline(study.replace_epochs + 0.5, color="grey", linewidth=0.6)
+        ax.set(
+            title=f"{structure} {sparsity:g}",
+            xlabel="retraining epoch (0: end of pruning)",
+            ylabel=f"{rows[0]['metric']} (%)",
+        )
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def report(rows: list[dict], study: Study, out: Path) -> str:
+    """``report.md`` and ``stages.png`` in ``out``; returns the Markdown."""
+    image = plot(rows, study, Path(out) / "stages.png")
     dense = float(np.mean([r["dense"] for r in rows]))
     text = "\n".join(
         [
@@ -187,6 +219,8 @@ def report(rows: list[dict], study: Study, out: Path) -> str:
             "Ranking by final accuracy:",
             "",
             *[f"* {line}" for line in order(rows, study)],
+            "",
+            f"![accuracy through the stages]({image.name})",
             "",
         ]
     )

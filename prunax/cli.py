@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convergence_arguments(conv)
     conv.set_defaults(run=_bench_convergence)
     blocks = studies.add_parser(
-        "blocks", help="MiniLM block pruning: RGL vs ADMM vs magnitude at 2x-5x encoder compression (~40 min)"
+        "blocks", help="MiniLM block pruning: RGL vs ADMM vs magnitude at 2x-5x encoder compression (~50 min)"
     )
     _add_convergence_arguments(blocks, _block_grid())
     blocks.set_defaults(run=_bench_blocks)
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--out", help="report folder (default runs/overhead-<time>)")
     over.set_defaults(run=_bench_overhead)
     bias = commands.add_parser(
-        "bias", help="gender-bias detector on MiniLM's attention maps, before and after pruning (~4 min)"
+        "bias", help="gender-bias detector on MiniLM's attention maps, before and after pruning (~6 min)"
     )
     bias.add_argument("--sparsity", type=_floats, default=(0.5, 0.8), help="magnitude sparsities")
     bias.add_argument(
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     bias.add_argument("--out", help="report folder (default runs/bias-<time>)")
     bias.set_defaults(run=_bias)
     spd = studies.add_parser(
-        "spd", help="MiniLM: sparse progressive distillation vs magnitude + KD vs magnitude (~35 min)"
+        "spd", help="MiniLM: sparse progressive distillation vs magnitude + KD vs magnitude (~50 min)"
     )
     spd.add_argument("--size", default="default", help="bert size (test: the tiny smoke model)")
     spd.add_argument(

@@ -21,6 +21,7 @@ def test_a_tiny_study_runs_every_method_and_ranks_them(tmp_path, monkeypatch):
         assert 0 <= r["hard_prune"] <= 1 and r["dense"] == rows[0]["dense"]
     text = distillation_study.report(rows, study, tmp_path / "out")
     assert "| unstructured 0.8 | spd |" in text and "Ranking by final accuracy" in text
+    assert (tmp_path / "out" / "stages.png").exists()
     again = distillation_study.run(study, tmp_path / "out", resume=True)
     assert again == rows
 
