@@ -148,9 +148,9 @@ def summarize(records: list[dict], metric: str) -> dict:
     }
 
 
-def run_grid(grid: Grid, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:
-    """Every run of the grid (finished ones skipped when resuming); returns all result rows."""
-    out = Path(out)
+def finished_runs(out: Path, resume: bool) -> tuple[Path, dict]:
+    """``out/runs.jsonl`` (one JSON row per finished run; ``out`` is created) and, when resuming,
+    its rows by key; otherwise an old file is removed and nothing counts as finished."""
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "runs.jsonl"
     done = {}
@@ -158,6 +158,13 @@ def run_grid(grid: Grid, out: Path, resume: bool = False, quiet: bool = True, pr
         done = {row["key"]: row for row in map(json.loads, results_file.read_text().splitlines())}
     elif results_file.exists():
         results_file.unlink()
+    return results_file, done
+
+
+def run_grid(grid: Grid, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:
+    """Every run of the grid (finished ones skipped when resuming); returns all result rows."""
+    out = Path(out)
+    results_file, done = finished_runs(out, resume)
     problem = problems.get(grid.problem, grid.size)
     steps = problem.steps_per_epoch(problem.recipe.batch_size)
     rows = []

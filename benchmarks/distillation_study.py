@@ -25,7 +25,7 @@ import optax
 
 from prunax import problems, solvers
 
-from .convergence import constraint_spec, percent_cell, summarize
+from .convergence import constraint_spec, finished_runs, percent_cell, summarize
 
 METHODS = ("spd", "magnitude+kd", "magnitude")
 
@@ -113,13 +113,7 @@ def one_run(study: Study, method: str, structure: str, sparsity: float, out: Pat
 def run(study: Study, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:
     """Every (setting, method) run; ``runs.jsonl`` in ``out`` lets ``resume`` skip finished ones."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "runs.jsonl"
-    done = {}
-    if resume and results.exists():
-        done = {row["key"]: row for row in map(json.loads, results.read_text().splitlines())}
-    elif results.exists():
-        results.unlink()
+    results, done = finished_runs(out, resume)
     rows = []
     runs = [(m, st, s) for st, s in study.settings for m in study.methods]
     for i, (method, structure, sparsity) in enumerate(runs):
