@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .convergence import Grid
+from .convergence import Grid, final_metric
 
 GRID = Grid(
     problem="bert",
@@ -44,7 +44,7 @@ def compression_table(rows: list[dict], grid: Grid) -> str:
             if not mine:
                 cells.append("—")
                 continue
-            final = np.mean([r["retrain"][-1] if r["retrain"] else r["hard_prune"] for r in mine])
+            final = np.mean([final_metric(r) for r in mine])
             hard = np.mean([r["hard_prune"] for r in mine])
             cells.append(f"{100 * final:.1f} ({100 * hard:.1f}) {100 * (final - dense):+.1f}")
         out.append(f"| {method} | {100 * dense:.1f} | " + " | ".join(cells) + " |")
@@ -60,7 +60,7 @@ def goal(rows: list[dict], grid: Grid) -> str:
             compression(s)
             for s in grid.sparsities
             if (mine := [r for r in rows if r["method"] == method and r["sparsity"] == s])
-            and np.mean([r["retrain"][-1] if r["retrain"] else r["hard_prune"] for r in mine]) >= dense - 0.01
+            and np.mean([final_metric(r) for r in mine]) >= dense - 0.01
         ]
         best = f"{max(reached):.1f}×" if reached else "none of the tested rates"
         lines.append(f"* {method}: within 1 point of dense up to {best}")

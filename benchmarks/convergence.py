@@ -148,6 +148,11 @@ def summarize(records: list[dict], metric: str) -> dict:
     }
 
 
+def final_metric(row: dict) -> float:
+    """A summary row's metric at the end of its budget: the last retraining epoch, else the hard prune."""
+    return row["retrain"][-1] if row["retrain"] else row["hard_prune"]
+
+
 def finished_runs(out: Path, resume: bool) -> tuple[Path, dict]:
     """``out/runs.jsonl`` (one JSON row per finished run; ``out`` is created) and, when resuming,
     its rows by key; otherwise an old file is removed and nothing counts as finished."""
@@ -268,7 +273,7 @@ def summary(rows: list[dict], grid: Grid) -> str:
     for s in grid.sparsities:
         for method in grid.methods:
             mine = [r for r in rows if r["method"] == method and r["sparsity"] == s]
-            final = [r["retrain"][-1] if r["retrain"] else r["hard_prune"] for r in mine]
+            final = [final_metric(r) for r in mine]
             cells = [
                 percent_cell([r["solved"] for r in mine]),
                 percent_cell([r["hard_prune"] for r in mine]),

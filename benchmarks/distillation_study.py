@@ -25,7 +25,7 @@ import optax
 
 from prunax import problems, solvers
 
-from .convergence import constraint_spec, finished_runs, percent_cell, summarize
+from .convergence import constraint_spec, final_metric, finished_runs, percent_cell, summarize
 
 METHODS = ("spd", "magnitude+kd", "magnitude")
 
@@ -140,7 +140,7 @@ def table(rows: list[dict], study: Study) -> str:
     ]
     for r in rows:
         stage2 = r["retrain"][replace - 1] if len(r["retrain"]) >= replace else None
-        final = r["retrain"][-1] if r["retrain"] else r["hard_prune"]
+        final = final_metric(r)
         cells = [
             percent_cell([r["solved"]]),
             percent_cell([r["hard_prune"]]),
@@ -158,7 +158,7 @@ def order(rows: list[dict], study: Study) -> list[str]:
     lines = []
     for structure, sparsity in study.settings:
         mine = [r for r in rows if r["structure"] == structure and r["sparsity"] == sparsity]
-        ranked = sorted(mine, key=lambda r: -(r["retrain"][-1] if r["retrain"] else r["hard_prune"]))
+        ranked = sorted(mine, key=lambda r: -final_metric(r))
         lines.append(f"{structure} {sparsity:g}: " + " > ".join(r["method"] for r in ranked))
     return lines
 

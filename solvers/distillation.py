@@ -67,11 +67,13 @@ def distillation_loss(student: dict, teacher: dict, temperature: float = 1.0):
 
 
 def progressive_distillation(problem, teacher, replacing=1.0, temperature: float = 1.0):
-    """``problem`` with SPD's loss against the frozen ``teacher`` params. ``replacing`` is p (a
-    number in (0, 1] or a function of the training step, e.g. ``replacing_rate``). The wrapped
-    state is ``{"model": problem state, "step": int32, "teacher": params}``; ``evaluate`` scores
-    the student with the problem's own metric. Start ``prune``/``fit`` from
-    ``(params, wrap_state(state, teacher))``."""
+    """``problem`` with SPD's loss against the frozen ``teacher`` params. ``replacing`` is p: a
+    number in (0, 1] or a ``replacing_rate`` of the training step. The wrapped state is
+    ``{"model": problem state, "step": int32, "teacher": params}`` (the teacher travels in the
+    state rather than as a closure constant, so the jitted step takes it as an argument; the
+    problem's own state passes through unchanged: running statistics are not updated while
+    distilling). ``evaluate`` scores the student with the problem's own metric. Start
+    ``prune``/``fit`` from ``(params, wrap_state(state, teacher))``."""
     if problem.features is None or not problem.layers:
         raise ValueError(
             f"progressive_distillation: {problem.name} does not expose features and layers "
