@@ -3,11 +3,11 @@
 Built so far: ``resnet`` (digits / MNIST-5k) and ``bert`` (MiniLM on Rotten-Tomatoes sentences).
 """
 
-from . import bcnn, bert, resnet
+from . import bcnn, bert, quantum, resnet
 from .assets import MissingAsset
 from .protocol import Problem, Recipe
 
-REGISTRY = {"bcnn": bcnn, "bert": bert, "resnet": resnet}
+REGISTRY = {"bcnn": bcnn, "bert": bert, "quantum": quantum, "resnet": resnet}
 
 
 def names() -> list[str]:

@@ -194,7 +194,9 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
     def loss(params, state, batch, key):
         del key
         check_batch(batch, expected, "bcnn")
-        logits, updated = model.apply({"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"])
+        logits, updated = model.apply(
+            {"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"]
+        )
         value = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
         return value, ({"batch_stats": updated["batch_stats"]}, {"accuracy": accuracy})
@@ -210,7 +212,11 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
             logits = np.asarray(_predict(params, state, batch["x"]))[:valid]
             correct += int(np.sum(np.argmax(logits, -1) == batch["y"][:valid]))
         ops = binary_operations(params, length)
-        return {"accuracy": correct / len(arrays["y"]), "binary_ops": ops["live"], "binary_ops_dense": ops["dense"]}
+        return {
+            "accuracy": correct / len(arrays["y"]),
+            "binary_ops": ops["live"],
+            "binary_ops_dense": ops["dense"],
+        }
 
     def batches(split, key, batch_size):
         if split == "train":

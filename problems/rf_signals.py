@@ -56,7 +56,9 @@ def _shaped(symbols: np.ndarray, sps: int, taps: np.ndarray) -> np.ndarray:
     n, count = symbols.shape
     up = np.zeros((n, count * sps), complex)
     up[:, ::sps] = symbols
-    spectrum = np.fft.fft(up, count * sps + len(taps) - 1, axis=1) * np.fft.fft(taps, count * sps + len(taps) - 1)
+    spectrum = np.fft.fft(up, count * sps + len(taps) - 1, axis=1) * np.fft.fft(
+        taps, count * sps + len(taps) - 1
+    )
     return np.fft.ifft(spectrum, axis=1)
 
 
@@ -106,7 +108,9 @@ def generate(
     signals = signals / np.sqrt(np.maximum(power, 1e-12))
     snr = rng.uniform(*snr_db, (count, 1))
     sigma = np.sqrt(10 ** (-snr / 10) / 2)
-    signals = signals + sigma * (rng.standard_normal((count, length)) + 1j * rng.standard_normal((count, length)))
+    signals = signals + sigma * (
+        rng.standard_normal((count, length)) + 1j * rng.standard_normal((count, length))
+    )
     order = rng.permutation(count)
     x = np.stack([signals.real, signals.imag], axis=-1).astype(np.float32)
     return x[order], labels[order].astype(np.int32)

@@ -26,7 +26,9 @@ def test_protocol_on_the_test_size(problem):
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
     metrics = problem.evaluate(params, state)
     assert 0 <= metrics["accuracy"] <= 1 and metrics["binary_ops"] == metrics["binary_ops_dense"] > 0
-    assert re.search(problem.prunable, "block1/conv/kernel") and not re.search(problem.prunable, "stem/kernel")
+    assert re.search(problem.prunable, "block1/conv/kernel") and not re.search(
+        problem.prunable, "stem/kernel"
+    )
 
 
 def test_complex_conv_is_complex_cross_correlation():

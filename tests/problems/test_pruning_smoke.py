@@ -9,7 +9,7 @@ import pytest
 from prunax import problems, solvers
 
 # (problem, structure, solver): one structured constraint per problem, several solvers across them
-CASES = [("bcnn", "filter", "admm")]
+CASES = [("bcnn", "filter", "admm"), ("quantum", "gate", "slr")]
 
 
 def _solver(name, spec, steps):
