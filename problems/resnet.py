@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prunax.constraints import Block, spec
-
 from . import images
+from .conv_groups import conv_groups
 from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
 
 # size -> (dataset, blocks per stage, widths, dense epochs, training images or None for all)
@@ -74,20 +73,6 @@ def _sgd_recipe(epochs: int) -> Recipe:
         )
 
     return Recipe(epochs, 64, optimizer, f"sgd(momentum 0.9, cosine 0.1, wd 5e-4) x {epochs} epochs, bs 64")
-
-
-def structured_groups() -> dict:
-    """The natural structures of a (kh, kw, cin, cout) kernel, each as sparsity -> spec."""
-    layouts = {
-        "filter": ((1,), (3,)),  # a whole output filter
-        "channel": ((1,), (2,)),  # an input channel across all filters
-        "column": ((1, 1, 1), (0, 1, 2)),  # a (kh, kw, cin) position across filters (a crossbar row)
-        "kernel": ((1, 1), (2, 3)),  # one kh x kw kernel
-    }
-    return {
-        name: (lambda s, shape=shape, axes=axes: spec([(PRUNABLE, Block(shape, s, axes=axes))]))
-        for name, (shape, axes) in layouts.items()
-    }
 
 
 def problem(size: str = "default", seed: int = 0) -> Problem:
@@ -159,7 +144,7 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         evaluate=evaluate,
         metric="accuracy",
         prunable=PRUNABLE,
-        groups=structured_groups(),
+        groups=conv_groups(PRUNABLE),
         train_size=len(y_train),
         recipe=_sgd_recipe(epochs),
     )
