@@ -3,11 +3,18 @@
 Built so far: ``resnet`` (digits / MNIST-5k) and ``bert`` (MiniLM on Rotten-Tomatoes sentences).
 """
 
-from . import bcnn, bert, quantum, resnet
+from . import bcnn, bert, pointpillars_lite, quantum, resnet, yolo_tiny
 from .assets import MissingAsset
 from .protocol import Problem, Recipe
 
-REGISTRY = {"bcnn": bcnn, "bert": bert, "quantum": quantum, "resnet": resnet}
+REGISTRY = {
+    "bcnn": bcnn,
+    "bert": bert,
+    "pointpillars_lite": pointpillars_lite,
+    "quantum": quantum,
+    "resnet": resnet,
+    "yolo_tiny": yolo_tiny,
+}
 
 
 def names() -> list[str]:

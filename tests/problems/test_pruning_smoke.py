@@ -9,7 +9,12 @@ import pytest
 from prunax import problems, solvers
 
 # (problem, structure, solver): one structured constraint per problem, several solvers across them
-CASES = [("bcnn", "filter", "admm"), ("quantum", "gate", "slr")]
+CASES = [
+    ("bcnn", "filter", "admm"),
+    ("quantum", "gate", "slr"),
+    ("yolo_tiny", "filter", "magnitude"),
+    ("pointpillars_lite", "channel", "admm"),
+]
 
 
 def _solver(name, spec, steps):
