@@ -137,6 +137,7 @@ def summarize(records: list[dict], metric: str) -> dict:
     curve = [pruned, *retrain]
     within = next((epoch for epoch, value in enumerate(curve) if value >= dense - 0.01), None)
     solve = by_phase["solve"][-1]
+    others = lambda r: {k: v for k, v in r["metrics"].items() if k != metric}  # noqa: E731
     return {
         "dense": dense,
         "solved": solve["metrics"][metric],
@@ -145,6 +146,8 @@ def summarize(records: list[dict], metric: str) -> dict:
         "epochs_to_dense_minus_1pt": within,  # None: not within 1 point in the budget
         "residual": solve["residual"],
         "achieved_sparsity": by_phase["pruned"][0]["sparsity"],
+        # the problem's other measurements (e.g. binary operations, gate counts), dense and at the end
+        "other_metrics": {"dense": others(by_phase["dense"][0]), "final": others(records[-1])},
     }
 
 
@@ -251,8 +254,9 @@ def tables(rows: list[dict], grid: Grid) -> str:
     out += [
         "**retraining epochs to get within 1 point of dense; ‖W−Z‖/‖W‖ after the solve; wall time**",
         "",
-        "| run | epochs to dense − 1 pt | residual | achieved sparsity | seconds |",
-        "|---|---|---|---|---|",
+        "| run | epochs to dense − 1 pt | residual | achieved sparsity | seconds "
+        "| other metrics, dense → final |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         within = (
@@ -260,9 +264,19 @@ def tables(rows: list[dict], grid: Grid) -> str:
         )
         residual = "—" if r["residual"] is None else f"{r['residual']:.3f}"
         out.append(
-            f"| {r['key']} | {within} | {residual} | {r['achieved_sparsity']:.4f} | {r['wall_seconds']:.0f} |"
+            f"| {r['key']} | {within} | {residual} | {r['achieved_sparsity']:.4f} | {r['wall_seconds']:.0f} "
+            f"| {other_metrics_cell(r)} |"
         )
     return "\n".join(out)
+
+
+def other_metrics_cell(row: dict) -> str:
+    """ "name dense → final" for each of the problem's other measurements, or "—"."""
+    other = row.get("other_metrics") or {"dense": {}, "final": {}}
+    pairs = [
+        f"{k} {v:.4g} → {other['final'][k]:.4g}" for k, v in other["dense"].items() if k in other["final"]
+    ]
+    return "; ".join(pairs) or "—"
 
 
 def summary(rows: list[dict], grid: Grid) -> str:

@@ -1,6 +1,8 @@
 """Models as loss closures with offline data (DESIGN §4): ``problems.get(name, size)``.
 
-Built so far: ``resnet`` (digits / MNIST-5k) and ``bert`` (MiniLM on Rotten-Tomatoes sentences).
+``resnet`` (digits / MNIST-5k), ``bert`` (MiniLM on Rotten-Tomatoes sentences), ``yolo_tiny``
+(synthetic shapes), ``pointpillars_lite`` (synthetic LiDAR), ``bcnn`` (synthetic RF signals) and
+``quantum`` (amplitude-encoded digits on a state-vector simulator).
 """
 
 from . import bcnn, bert, pointpillars_lite, quantum, resnet, yolo_tiny

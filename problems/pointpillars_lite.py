@@ -1,5 +1,7 @@
-"""``pointpillars_lite``: a small PointPillars (Lang et al. 2019) detecting cars in synthetic LiDAR
-scenes; metric: BEV centre-distance AP averaged over 0.5, 1 and 2 m.
+"""``pointpillars_lite``: a small PointPillars detecting cars in synthetic LiDAR scenes, BEV AP.
+
+After Lang et al. 2019 (REFERENCE §2.6); the metric is BEV centre-distance AP averaged over 0.5, 1
+and 2 m.
 
 Pillar feature net: Dense(9 → C, no bias) + BatchNorm + ReLU per point, padded points zeroed, max
 over a pillar's points → scatter to the BEV grid → backbone of three blocks (conv 3×3 stride 2,

@@ -82,8 +82,22 @@ def rotation_gates(params) -> int:
     return int(np.count_nonzero(np.asarray(params["vqc"]["tan_half"]))) if "vqc" in params else 0
 
 
+def binary_weights(params):
+    """True on the latent weights of the U-LYR and P-LYR neurons (the leaves named ``weight``)."""
+    is_weight = lambda path, _: getattr(path[-1], "key", None) == "weight"  # noqa: E731
+    return jax.tree_util.tree_map_with_path(is_weight, params)
+
+
 def _recipe(epochs: int) -> Recipe:
-    return Recipe(epochs, 32, lambda steps: optax.adam(0.01), f"adam(0.01) x {epochs} epochs, bs 32")
+    """Adam 0.01 with decoupled weight decay 5 on the latent binary weights only. Only their signs
+    matter, and under plain Adam their magnitudes grow to ~10 in 30 epochs, after which no later
+    phase can flip a sign at a sane learning rate; the decay holds them near 0.15 (BinaryConnect
+    clips them to [−1, 1] for the same reason) and, measured, also lifts dense accuracy."""
+
+    def optimizer(total_steps: int):
+        return optax.adamw(0.01, weight_decay=5.0, mask=binary_weights)
+
+    return Recipe(epochs, 32, optimizer, f"adamw(0.01, decay 5 on binary weights) x {epochs} epochs, bs 32")
 
 
 def problem(size: str = "default", seed: int = 0, arch: str = "mixer", blocks: int = 2) -> Problem:

@@ -173,6 +173,9 @@ def test_sign_flip_gates_take_the_cheaper_sign():
         "u_out": {"weight": jnp.array([[1.0, -2.0, 3.0, 4.0], [-1.0, -1.0, -1.0, 2.0], [0.0, 0.0, 0.0, 0.0]])}
     }
     assert quantum.sign_flip_gates(params) == 1 + 1 + 0
+    tree = {"u_out": {"weight": 1.0}, "vqc": {"tan_half": 2.0}, "n1": {"shrink": 3.0}}
+    marked = quantum.binary_weights(tree)
+    assert marked == {"u_out": {"weight": True}, "vqc": {"tan_half": False}, "n1": {"shrink": False}}
 
 
 def test_downsampling_is_block_means_of_the_centre():
