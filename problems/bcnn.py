@@ -29,7 +29,8 @@ from prunax.constraints import Block, spec
 
 from . import rf_signals
 from .binary import ste_sign
-from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from .classifier import classification
+from .protocol import Problem, Recipe
 
 # size -> (classes, train examples, test examples, stem width, binary widths, kernel, epochs)
 SIZES = {
@@ -183,47 +184,15 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
     x_test, y_test = rf_signals.generate(n_test, seed=2 * seed + 1, classes=classes)
     length = x_train.shape[1]
     model = BCNN(stem, widths, width, len(classes))
-    expected = {"x": ((None, length, 2), "f"), "y": ((None,), "i")}
     train = {"x": x_train, "y": y_train}
-    test = {"x": x_test, "y": y_test}
 
-    def init(key):
-        variables = model.init(key, jnp.zeros((2, length, 2), jnp.float32), train=True)
-        return variables["params"], {"batch_stats": variables["batch_stats"]}
-
-    def loss(params, state, batch, key):
-        del key
-        check_batch(batch, expected, "bcnn")
-        logits, updated = model.apply(
-            {"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"]
-        )
-        value = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
-        return value, ({"batch_stats": updated["batch_stats"]}, {"accuracy": accuracy})
-
-    @jax.jit
-    def _predict(params, state, x):
-        return model.apply({"params": params, **state}, x, train=False)
-
-    def evaluate(params, state, split: str = "test"):
-        arrays = test if split == "test" else train
-        correct = 0
-        for batch, valid in padded_batches(arrays, 500):
-            logits = np.asarray(_predict(params, state, batch["x"]))[:valid]
-            correct += int(np.sum(np.argmax(logits, -1) == batch["y"][:valid]))
+    def operations(params):
         ops = binary_operations(params, length)
-        return {
-            "accuracy": correct / len(arrays["y"]),
-            "binary_ops": ops["live"],
-            "binary_ops_dense": ops["dense"],
-        }
+        return {"binary_ops": ops["live"], "binary_ops_dense": ops["dense"]}
 
-    def batches(split, key, batch_size):
-        if split == "train":
-            return epoch_batches(train, key, batch_size)
-        if split == "test":
-            return (b for b, _ in padded_batches(test, batch_size))
-        raise ValueError(f"bcnn: split must be 'train' or 'test', got {split!r}")
+    init, loss, evaluate, batches = classification(
+        "bcnn", model, train, {"x": x_test, "y": y_test}, operations
+    )
 
     config = {
         "problem": "bcnn",

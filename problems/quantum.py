@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -25,7 +24,8 @@ from prunax.constraints import Block, Unstructured, spec
 from prunax.constraints.paths import leaves_with_paths
 
 from . import images, qnn
-from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from .classifier import classification
+from .protocol import Problem, Recipe
 
 # size -> (dataset, classes, image side, dense epochs)
 SIZES = {
@@ -109,46 +109,12 @@ def problem(size: str = "default", seed: int = 0, arch: str = "mixer", blocks: i
     dataset, classes, side, epochs = SIZES[size]
     x_train, y_train, x_test, y_test = load(dataset, classes, side, seed)
     model = qnn.QuantumNet(arch, len(classes), blocks)
-    expected = {"x": ((None, side * side), "f"), "y": ((None,), "i")}
     train = {"x": x_train, "y": y_train}
-    test = {"x": x_test, "y": y_test}
 
-    def init(key):
-        variables = model.init(key, jnp.asarray(x_train[:2]), train=True)
-        return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+    def gates(params):
+        return {"rotation_gates": rotation_gates(params), "sign_flip_gates": sign_flip_gates(params)}
 
-    def loss(params, state, batch, key):
-        del key
-        check_batch(batch, expected, "quantum")
-        probs, updated = model.apply(
-            {"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"]
-        )
-        value = optax.softmax_cross_entropy_with_integer_labels(probs, batch["y"]).mean()
-        accuracy = jnp.mean(jnp.argmax(probs, -1) == batch["y"])
-        return value, ({"batch_stats": updated.get("batch_stats", {})}, {"accuracy": accuracy})
-
-    @jax.jit
-    def _predict(params, state, x):
-        return model.apply({"params": params, **state}, x, train=False)
-
-    def evaluate(params, state, split: str = "test"):
-        arrays = test if split == "test" else train
-        correct = 0
-        for batch, valid in padded_batches(arrays, 512):
-            probs = np.asarray(_predict(params, state, batch["x"]))[:valid]
-            correct += int(np.sum(np.argmax(probs, -1) == batch["y"][:valid]))
-        return {
-            "accuracy": correct / len(arrays["y"]),
-            "rotation_gates": rotation_gates(params),
-            "sign_flip_gates": sign_flip_gates(params),
-        }
-
-    def batches(split, key, batch_size):
-        if split == "train":
-            return epoch_batches(train, key, batch_size)
-        if split == "test":
-            return (b for b, _ in padded_batches(test, batch_size))
-        raise ValueError(f"quantum: split must be 'train' or 'test', got {split!r}")
+    init, loss, evaluate, batches = classification("quantum", model, train, {"x": x_test, "y": y_test}, gates)
 
     paths = leaves_with_paths(jax.eval_shape(init, jax.random.key(0))[0])[0]
     groups = {

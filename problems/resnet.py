@@ -12,14 +12,13 @@ from __future__ import annotations
 from functools import partial
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from . import images
+from .classifier import classification
 from .conv_groups import conv_groups
-from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from .protocol import Problem, Recipe
 
 # size -> (dataset, blocks per stage, widths, dense epochs, training images or None for all)
 SIZES = {
@@ -81,49 +80,9 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         raise ValueError(f"resnet: unknown size {size!r}; valid: {sorted(SIZES)}")
     dataset, blocks, widths, epochs, limit = SIZES[size]
     x_train, y_train, x_test, y_test = images.load(dataset, seed=seed, train_limit=limit)
-    side = x_train.shape[1]
     model = ResNet(blocks, widths)
-    expected = {"x": ((None, side, side, 1), "f"), "y": ((None,), "i")}
     train = {"x": x_train, "y": y_train}
-    test = {"x": x_test, "y": y_test}
-
-    def init(key):
-        variables = model.init(key, jnp.zeros((1, side, side, 1), jnp.float32), train=False)
-        return variables["params"], {"batch_stats": variables["batch_stats"]}
-
-    def loss(params, state, batch, key):
-        del key  # no dropout or augmentation
-        check_batch(batch, expected, "resnet")
-        logits, updated = model.apply(
-            {"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"]
-        )
-        value = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
-        return value, ({"batch_stats": updated["batch_stats"]}, {"accuracy": accuracy})
-
-    @jax.jit
-    def _predict(params, state, x):
-        return model.apply({"params": params, **state}, x, train=False)
-
-    def evaluate(params, state, split: str = "test"):
-        arrays = test if split == "test" else train
-        correct, total, nll = 0, 0, 0.0
-        for batch, valid in padded_batches(arrays, 500):
-            logits = np.asarray(_predict(params, state, batch["x"]))[:valid]
-            labels = batch["y"][:valid]
-            correct += int(np.sum(np.argmax(logits, -1) == labels))
-            shifted = logits - logits.max(-1, keepdims=True)
-            logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-            nll -= float(np.sum(logp[np.arange(valid), labels]))
-            total += valid
-        return {"accuracy": correct / total, "loss": nll / total}
-
-    def batches(split, key, batch_size):
-        if split == "train":
-            return epoch_batches(train, key, batch_size)
-        if split == "test":
-            return (b for b, _ in padded_batches(test, batch_size))
-        raise ValueError(f"resnet: split must be 'train' or 'test', got {split!r}")
+    init, loss, evaluate, batches = classification("resnet", model, train, {"x": x_test, "y": y_test})
 
     config = {
         "problem": "resnet",
