@@ -39,10 +39,23 @@ class Grid:
         )
 
 
-def _car_points(rng, box, count: int) -> np.ndarray:
-    """``count`` points on the four sides and the roof of a yawed box, with 2 cm noise."""
+def visible_faces(box) -> np.ndarray:
+    """The faces of a yawed box a sensor at the origin sees: of the sides (0: +x, 1: −x, 2: +y,
+    3: −y in the box frame) those whose outward normal points towards the sensor, and the roof (4;
+    the sensor is above every roof)."""
+    x, y, _, length, width, _, yaw = box
+    c, s = np.cos(yaw), np.sin(yaw)
+    normals = np.array([[c, s], [-c, -s], [-s, c], [s, -c]])
+    half = np.array([length, length, width, width]) / 2
+    centres = np.array([x, y]) + normals * half[:, None]
+    facing = np.einsum("ij,ij->i", normals, -centres) > 0
+    return np.append(np.flatnonzero(facing), 4)
+
+
+def _box_points(rng, box, count: int) -> np.ndarray:
+    """``count`` points on the visible sides and the roof of a yawed box, with 2 cm noise."""
     x, y, z, length, width, height, yaw = box
-    faces = rng.integers(0, 5, count)  # 0..3 sides, 4 roof
+    faces = rng.choice(visible_faces(box), count)
     local = rng.uniform(-0.5, 0.5, (count, 3)) * np.array([length, width, height])
     local[faces == 0, 0], local[faces == 1, 0] = length / 2, -length / 2
     local[faces == 2, 1], local[faces == 3, 1] = width / 2, -width / 2
@@ -55,8 +68,17 @@ def _car_points(rng, box, count: int) -> np.ndarray:
 
 
 def _distractor(rng, grid: Grid) -> np.ndarray:
-    kind = rng.integers(0, 3)
+    kind = rng.integers(0, 5)
     cx, cy = rng.uniform(*grid.x_range), rng.uniform(*grid.y_range)
+    if kind >= 3:  # a box that is not a car: a small crate or a long trailer, sampled like a car
+        size = (
+            rng.uniform([0.8, 0.8, 0.8], [2.6, 1.8, 2.0])
+            if kind == 3
+            else rng.uniform([6, 2.2, 2.5], [9, 2.6, 3.5])
+        )
+        box = np.array([cx, cy, GROUND_Z + size[2] / 2, *size, rng.uniform(-np.pi, np.pi)])
+        count = int(np.clip(3000 / max(np.hypot(cx, cy), 1.0) ** 1.2, 30, 300))
+        return np.column_stack([_box_points(rng, box, count), rng.uniform(0.3, 1.0, count)])
     if kind == 0:  # pole: a thin vertical cylinder
         n, angle = 60, rng.uniform(0, 2 * np.pi, 60)
         pts = np.stack([cx + 0.1 * np.cos(angle), cy + 0.1 * np.sin(angle), rng.uniform(GROUND_Z, 2.0, n)], 1)
@@ -93,7 +115,7 @@ def scene(rng, grid: Grid = Grid()) -> tuple[np.ndarray, np.ndarray]:
     ]
     for box in boxes:
         count = int(np.clip(3000 / np.hypot(box[0], box[1]) ** 1.2, 30, 300))
-        clouds.append(np.column_stack([_car_points(rng, box, count), rng.uniform(0.3, 1.0, count)]))
+        clouds.append(np.column_stack([_box_points(rng, box, count), rng.uniform(0.3, 1.0, count)]))
     clouds += [_distractor(rng, grid) for _ in range(rng.integers(2, 7))]
     return np.concatenate(clouds).astype(np.float32), np.array(boxes, np.float32).reshape(-1, 7)
 

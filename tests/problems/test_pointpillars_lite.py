@@ -112,7 +112,7 @@ def test_scene_cars_are_apart_and_sampled_on_their_surfaces():
     for a in range(len(cars)):
         for b in range(a):
             assert np.hypot(*(cars[a, :2] - cars[b, :2])) >= 5
-    car_points = lidar_scenes._car_points(np.random.default_rng(0), cars[0], 500)
+    car_points = lidar_scenes._box_points(np.random.default_rng(0), cars[0], 500)
     c, s = np.cos(cars[0, 6]), np.sin(cars[0, 6])
     local = (car_points[:, :2] - cars[0, :2]) @ np.array([[c, -s], [s, c]])
     assert np.all(np.abs(local) <= cars[0, 3:5] / 2 + 0.1)
@@ -122,6 +122,11 @@ def test_scene_cars_are_apart_and_sampled_on_their_surfaces():
         | (np.abs(car_points[:, 2] - cars[0, 2] - cars[0, 5] / 2) < 0.1)
     )
     assert on_surface.all()
+    # self-occlusion: a box at +x seen head-on shows its −x face (towards the sensor), not its +x face
+    ahead = np.array([10.0, 0.0, -1.0, 4.0, 2.0, 1.5, 0.0])
+    assert sorted(lidar_scenes.visible_faces(ahead)) == [1, 4]
+    beside = np.array([10.0, 5.0, -1.0, 4.0, 2.0, 1.5, 0.0])
+    assert sorted(lidar_scenes.visible_faces(beside)) == [1, 3, 4]
 
 
 def test_centre_distance_ap_by_hand():
