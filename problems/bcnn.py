@@ -25,11 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prunax.constraints import Block, spec
-
 from . import rf_signals
 from .binary import ste_sign
 from .classifier import classification
+from .conv_groups import block_groups
 from .protocol import Problem, Recipe
 
 # size -> (classes, train examples, test examples, stem width, binary widths, kernel, epochs)
@@ -155,17 +154,12 @@ def binary_operations(params, length: int) -> dict[str, int]:
     return {"dense": dense, "live": live}
 
 
-def structured_groups() -> dict:
-    """Natural structures of a (k, cin, cout, 2) complex kernel, each as sparsity -> spec."""
-    layouts = {
-        "filter": ((1,), (2,)),  # a whole complex output filter: A[..., k] and B[..., k]
-        "channel": ((1,), (1,)),  # a complex input channel across all filters
-        "column": ((1, 1), (0, 1)),  # a (tap, cin) position across filters, real and imaginary
-    }
-    return {
-        name: (lambda s, shape=shape, axes=axes: spec([(PRUNABLE, Block(shape, s, axes=axes))]))
-        for name, (shape, axes) in layouts.items()
-    }
+# natural structures of a (k, cin, cout, 2) complex kernel
+LAYOUTS = {
+    "filter": ((1,), (2,)),  # a whole complex output filter: A[..., k] and B[..., k]
+    "channel": ((1,), (1,)),  # a complex input channel across all filters
+    "column": ((1, 1), (0, 1)),  # a (tap, cin) position across filters, real and imaginary
+}
 
 
 def _adam_recipe(epochs: int, batch_size: int) -> Recipe:
@@ -215,7 +209,7 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         evaluate=evaluate,
         metric="accuracy",
         prunable=PRUNABLE,
-        groups=structured_groups(),
+        groups=block_groups(PRUNABLE, LAYOUTS),
         train_size=n_train,
         recipe=_adam_recipe(epochs, 128),
     )

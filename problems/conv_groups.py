@@ -1,4 +1,4 @@
-"""The natural structures of (kh, kw, cin, cout) conv kernels, as sparsity -> spec factories."""
+"""Natural structured groups as sparsity -> spec factories; ``LAYOUTS``: (kh, kw, cin, cout) convs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ LAYOUTS = {  # name -> (block shape, axes)
 }
 
 
-def conv_groups(prunable: str) -> dict:
-    """{structure: sparsity -> spec with that ``Block`` on every leaf matching ``prunable``}."""
+def block_groups(prunable: str, layouts: dict) -> dict:
+    """{structure: sparsity -> spec with that structure's ``Block(shape, s, axes)`` on every leaf
+    matching ``prunable``}, from ``layouts`` {structure: (block shape, axes)}."""
     return {
         name: (lambda s, shape=shape, axes=axes: spec([(prunable, Block(shape, s, axes=axes))]))
-        for name, (shape, axes) in LAYOUTS.items()
+        for name, (shape, axes) in layouts.items()
     }
+
+
+def conv_groups(prunable: str) -> dict:
+    """The ``LAYOUTS`` groups of the conv kernels matching ``prunable``."""
+    return block_groups(prunable, LAYOUTS)

@@ -30,6 +30,8 @@ import numpy as np
 from . import quantum_sim as qs
 from .binary import ste_sign
 
+ARCHS = ("qf", "qf_deep", "vqc", "mixer")
+
 
 def binary(w):
     """sign(W) with the identity straight-through gradient; a removed (zero) weight stays 0."""
@@ -183,6 +185,3 @@ class QuantumNet(nn.Module):
         if self.arch == "mixer":
             return ULayer(self.classes, name="u_out")(state)
         raise ValueError(f"unknown quantum architecture {self.arch!r}; valid: {ARCHS}")
-
-
-ARCHS = ("qf", "qf_deep", "vqc", "mixer")
