@@ -29,7 +29,7 @@ from . import rf_signals
 from .binary import ste_sign
 from .classifier import classification
 from .conv_groups import block_groups
-from .protocol import Problem, Recipe
+from .protocol import Problem, Recipe, data_digest
 
 # size -> (classes, train examples, test examples, stem width, binary widths, kernel, epochs)
 SIZES = {
@@ -198,6 +198,7 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "widths": widths,
         "kernel": width,
         "seed": seed,
+        "data": data_digest(train),  # the cache key changes with the generated training data
     }
     return Problem(
         name="bcnn",

@@ -32,7 +32,7 @@ from prunax.constraints import Block, spec
 
 from . import detection, lidar_scenes
 from .conv_groups import conv_groups
-from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from .protocol import Problem, Recipe, check_batch, data_digest, epoch_batches, padded_batches
 
 # size -> (grid, PFN width, block widths, upsampled width, train scenes, test scenes, epochs)
 SIZES = {
@@ -292,6 +292,7 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "train": n_train,
         "test": n_test,
         "seed": seed,
+        "data": data_digest(train),  # the cache key changes with the generated training data
     }
     return Problem(
         name="pointpillars_lite",

@@ -11,6 +11,7 @@ problem.evaluate(params, state)  # {"accuracy": ..., ...}; problem.metric names 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -60,6 +61,17 @@ class Problem:
         from prunax.constraints import spec
 
         return spec([(self.prunable, constraint)])
+
+
+def data_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A short SHA-256 of named arrays (shapes, dtypes and bytes): put in a problem's ``config``
+    so a cached dense model is never reused after its generated data changed."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}{value.shape}{value.dtype}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_batch(batch: dict, expected: dict[str, tuple[tuple[int | None, ...], str]], problem: str) -> None:

@@ -25,7 +25,7 @@ from prunax.constraints.paths import leaves_with_paths
 
 from . import images, qnn
 from .classifier import classification
-from .protocol import Problem, Recipe
+from .protocol import Problem, Recipe, data_digest
 
 # size -> (dataset, classes, image side, dense epochs)
 SIZES = {
@@ -123,7 +123,14 @@ def problem(size: str = "default", seed: int = 0, arch: str = "mixer", blocks: i
         if any(re.search(rx, path) for path in paths)
     }
     prunable = GROUPS["gate"][0] if "gate" in groups else GROUPS["neuron"][0]
-    config = {"problem": "quantum", "size": size, "arch": arch, "blocks": blocks, "seed": seed}
+    config = {
+        "problem": "quantum",
+        "size": size,
+        "arch": arch,
+        "blocks": blocks,
+        "seed": seed,
+        "data": data_digest(train),  # the cache key changes with the encoded training data
+    }
     return Problem(
         name="quantum",
         size=size,

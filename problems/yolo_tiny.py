@@ -28,7 +28,7 @@ import optax
 
 from . import detection, shapes
 from .conv_groups import conv_groups
-from .protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from .protocol import Problem, Recipe, check_batch, data_digest, epoch_batches, padded_batches
 
 # size -> (image side, width multiplier, train images, test images, epochs)
 SIZES = {
@@ -243,6 +243,7 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "train": n_train,
         "test": n_test,
         "seed": seed,
+        "data": data_digest(train),  # the cache key changes with the generated training data
     }
     return Problem(
         name="yolo_tiny",

@@ -48,3 +48,10 @@ def test_a_structured_pruning_run_ends_feasible_with_finite_metrics(name, struct
         assert all(np.isfinite(v) for v in record["metrics"].values()), record
         assert problem.metric in record["metrics"]
     assert result.records[-1]["sparsity"] > 0
+
+
+@pytest.mark.parametrize("name", sorted({case[0] for case in CASES}))
+def test_the_cache_key_follows_the_generated_training_data(name):
+    a, b = problems.get(name, "test"), problems.get(name, "test", seed=1)
+    assert a.config["data"] == problems.get(name, "test").config["data"]
+    assert a.config["data"] != b.config["data"]
