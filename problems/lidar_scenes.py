@@ -1,9 +1,10 @@
 """Synthetic LiDAR scenes and vectorised pillarisation for ``pointpillars_lite`` (REFERENCE §2.6).
 
 A scene seen from a sensor at the origin: ground points at z = −1.78 ± 0.03 over the area, 1–5
-cars (3.9 × 1.6 × 1.56 m scaled by U[0.92, 1.08], any yaw, centres ≥ 5 m apart) sampled on their
-four sides and roof with clip(3000 / r^1.2, 30, 300) points at range r, and 2–6 distractors
-(poles, bushes, wall segments). Each point is (x, y, z, reflectance). Boxes are (x, y, z, l, w, h,
+cars (3.9 × 1.6 × 1.56 m scaled by U[0.92, 1.08], any yaw, centres ≥ 5 m apart) sampled on the
+sides the sensor sees and the roof with clip(3000 / r^1.2, 30, 300) points at range r, and 2–6
+distractors (poles, bushes, wall segments, and boxes that are not cars — crates and trailers —
+sampled like cars). Each point is (x, y, z, reflectance). Boxes are (x, y, z, l, w, h,
 yaw) with z the box centre.
 
 Pillarisation: points → (ix, iy) cells of ``pillar`` metres; a stable argsort by cell id gives
@@ -67,6 +68,11 @@ def _box_points(rng, box, count: int) -> np.ndarray:
     return world + rng.normal(0, 0.02, world.shape)
 
 
+def points_at_range(x: float, y: float) -> int:
+    """How many points a box at (x, y) returns: clip(3000 / r^1.2, 30, 300)."""
+    return int(np.clip(3000 / max(np.hypot(x, y), 1.0) ** 1.2, 30, 300))
+
+
 def _distractor(rng, grid: Grid) -> np.ndarray:
     kind = rng.integers(0, 5)
     cx, cy = rng.uniform(*grid.x_range), rng.uniform(*grid.y_range)
@@ -77,7 +83,7 @@ def _distractor(rng, grid: Grid) -> np.ndarray:
             else rng.uniform([6, 2.2, 2.5], [9, 2.6, 3.5])
         )
         box = np.array([cx, cy, GROUND_Z + size[2] / 2, *size, rng.uniform(-np.pi, np.pi)])
-        count = int(np.clip(3000 / max(np.hypot(cx, cy), 1.0) ** 1.2, 30, 300))
+        count = points_at_range(cx, cy)
         return np.column_stack([_box_points(rng, box, count), rng.uniform(0.3, 1.0, count)])
     if kind == 0:  # pole: a thin vertical cylinder
         n, angle = 60, rng.uniform(0, 2 * np.pi, 60)
@@ -114,7 +120,7 @@ def scene(rng, grid: Grid = Grid()) -> tuple[np.ndarray, np.ndarray]:
         )
     ]
     for box in boxes:
-        count = int(np.clip(3000 / np.hypot(box[0], box[1]) ** 1.2, 30, 300))
+        count = points_at_range(box[0], box[1])
         clouds.append(np.column_stack([_box_points(rng, box, count), rng.uniform(0.3, 1.0, count)]))
     clouds += [_distractor(rng, grid) for _ in range(rng.integers(2, 7))]
     return np.concatenate(clouds).astype(np.float32), np.array(boxes, np.float32).reshape(-1, 7)

@@ -3,7 +3,8 @@
 Images (MNIST-5k or sklearn digits, REFERENCE §2.8) are downsampled to 4×4 (4 qubits) or 8×8 (6
 qubits) by block means (MNIST: the 24×24 centre), offset by 1e-6, L2-normalised and set as the
 state directly; a 70/30 per-class seeded split, classes relabelled 0..C−1. The nets (``qnn``)
-output C probabilities, used as the logits of a softmax cross-entropy (Adam 0.01, bs 32).
+output C probabilities, used as the logits of a softmax cross-entropy (Adam 0.01, bs 32, decay on
+the latent binary weights: see ``_recipe``).
 
 Pruning: ``gate`` removes VQC rotations (magnitude on the ``tan_half`` angle leaves: every
 stored angle is wrapped to (−π, π) by construction and t = 0 is the identity gate); ``neuron``
