@@ -1,0 +1,53 @@
+"""The FORMS study's pieces on the resnet test size: im2col windows against the conv itself, the
+recorded layer inputs, and one short run whose pruned convs have no polarity violations."""
+
+import jax
+import numpy as np
+import pytest
+
+from prunax import problems
+from prunax.benchmarks import forms_study
+from tests.assets import needs
+
+pytestmark = needs("sklearn")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_im2col_rows_times_the_kernel_matrix_are_the_conv_outputs(stride):
+    rng = np.random.default_rng(stride)
+    x = rng.standard_normal((2, 7, 8, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
+    conv = jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    rows, (b, oy, ox) = forms_study.im2col_windows(x, (3, 3), (stride, stride), 40, rng)
+    np.testing.assert_allclose(rows @ kernel.reshape(-1, 5), np.asarray(conv)[b, oy, ox], atol=1e-4)
+
+
+def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+    problem = problems.get("resnet", "test")
+    params, state = problem.init(jax.random.key(0))
+    x = next(problem.batches("test", jax.random.key(0), 8))["x"]
+    inputs = forms_study.conv_inputs(forms_study.resnet_model(problem), {"params": params, **state}, x)
+    assert inputs["stage2_block1/conv1/kernel"][1] == (2, 2)
+    assert inputs["stage1_block1/conv1/kernel"][0].shape == (8, 8, 8, 8)
+    study = forms_study.Study(
+        size="test",
+        structures=("unstructured",),
+        sparsity=0.5,
+        fragments=(None, 4),
+        solve_epochs=1,
+        retrain_epochs=1,
+        windows=32,
+    )
+    rows = forms_study.run(study, tmp_path / "study")
+    assert [r["key"] for r in rows] == ["unstructured-fnone", "unstructured-f4"]
+    polarized = rows[1]["cost"]
+    assert polarized["violations"] == 0 and rows[0]["cost"]["violations"] > 0
+    assert polarized["crossbars_FORMS"] <= rows[1]["dense_cost"]["crossbars_FORMS"]
+    assert 0 <= polarized["skipped_fraction"] <= 1 and polarized["speedup"] >= 1
+    text = forms_study.report(rows, study, tmp_path / "study")
+    assert "| unstructured | 4 |" in text and (tmp_path / "study" / "forms.png").exists()
+    resumed = forms_study.run(study, tmp_path / "study", resume=True)
+    assert resumed == rows
