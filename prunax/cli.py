@@ -193,6 +193,35 @@ def _bench_spd(args) -> int:
     return 0
 
 
+def _bench_forms(args) -> int:
+    from prunax.benchmarks import forms_study
+
+    study = forms_study.Study(
+        size=args.size,
+        structures=args.structures,
+        sparsity=args.sparsity,
+        fragments=(None, *args.fragments),
+        solve_epochs=args.solve_epochs,
+        retrain_epochs=args.retrain_epochs,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("forms-%Y%m%d-%H%M%S")
+    print(
+        f"prunax {prunax.__version__}: FORMS polarized fragments on resnet/{study.size}: ADMM on "
+        f"{', '.join(study.structures)} at sparsity {study.sparsity:g}, fragments "
+        f"{', '.join(map(str, args.fragments))} and none",
+        flush=True,
+    )
+    rows = forms_study.run(
+        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    forms_study.report(rows, study, out)
+    print("\n" + forms_study.table(rows, study))
+    print(f"\nreport and plot written to {out / 'report.md'}")
+    return 0
+
+
 def _settings(text: str) -> tuple[str, ...]:
     items = tuple(t for t in text.split(",") if t)
     for item in items:
@@ -322,6 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     spd.add_argument("--out", help="output folder (default runs/spd-<time>)")
     spd.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
     spd.set_defaults(run=_bench_spd)
+    forms = studies.add_parser(
+        "forms", help="FORMS: ADMM into polarized crossbar fragments on ResNet/MNIST, crossbar costs (~8 min)"
+    )
+    forms.add_argument("--size", default="default", help="resnet size (test: the smoke size)")
+    forms.add_argument(
+        "--structures",
+        type=_names,
+        default=("unstructured", "column"),
+        help="unstructured and/or resnet groups",
+    )
+    forms.add_argument("--sparsity", type=float, default=0.8)
+    forms.add_argument(
+        "--fragments", type=_ints, default=(4, 8, 16), help="fragment sizes (a run without polarity is added)"
+    )
+    forms.add_argument("--solve-epochs", type=int, default=2)
+    forms.add_argument("--retrain-epochs", type=int, default=2)
+    forms.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (solve and retrain)")
+    forms.add_argument("--seed", type=int, default=0)
+    forms.add_argument("--out", help="output folder (default runs/forms-<time>)")
+    forms.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
+    forms.set_defaults(run=_bench_forms)
     listing = commands.add_parser("problems", help="list the problems and their sizes")
     listing.set_defaults(run=_problems)
     return parser

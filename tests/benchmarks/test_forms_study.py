@@ -1,12 +1,15 @@
 """The FORMS study's pieces on the resnet test size: im2col windows against the conv itself, the
 recorded layer inputs, and one short run whose pruned convs have no polarity violations."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
 from prunax import problems
 from prunax.benchmarks import forms_study
+from prunax.cli import main
 from tests.assets import needs
 
 pytestmark = needs("sklearn")
@@ -32,6 +35,17 @@ def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, m
     inputs = forms_study.conv_inputs(forms_study.resnet_model(problem), {"params": params, **state}, x)
     assert inputs["stage2_block1/conv1/kernel"][1] == (2, 2)
     assert inputs["stage1_block1/conv1/kernel"][0].shape == (8, 8, 8, 8)
+    out = tmp_path / "study"
+    argv = ["bench", "forms", "--size", "test", "--structures", "unstructured", "--sparsity", "0.5"]
+    argv += ["--fragments", "4", "--solve-epochs", "1", "--retrain-epochs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in rows] == ["unstructured-fnone", "unstructured-f4"]
+    polarized = rows[1]["cost"]
+    assert polarized["violations"] == 0 and rows[0]["cost"]["violations"] > 0
+    assert polarized["crossbars_FORMS"] <= rows[1]["dense_cost"]["crossbars_FORMS"]
+    assert 0 <= polarized["skipped_fraction"] <= 1 and polarized["speedup"] >= 1
+    assert "| unstructured | 4 |" in (out / "report.md").read_text() and (out / "forms.png").exists()
     study = forms_study.Study(
         size="test",
         structures=("unstructured",),
@@ -39,15 +53,5 @@ def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, m
         fragments=(None, 4),
         solve_epochs=1,
         retrain_epochs=1,
-        windows=32,
     )
-    rows = forms_study.run(study, tmp_path / "study")
-    assert [r["key"] for r in rows] == ["unstructured-fnone", "unstructured-f4"]
-    polarized = rows[1]["cost"]
-    assert polarized["violations"] == 0 and rows[0]["cost"]["violations"] > 0
-    assert polarized["crossbars_FORMS"] <= rows[1]["dense_cost"]["crossbars_FORMS"]
-    assert 0 <= polarized["skipped_fraction"] <= 1 and polarized["speedup"] >= 1
-    text = forms_study.report(rows, study, tmp_path / "study")
-    assert "| unstructured | 4 |" in text and (tmp_path / "study" / "forms.png").exists()
-    resumed = forms_study.run(study, tmp_path / "study", resume=True)
-    assert resumed == rows
+    assert forms_study.run(study, out, resume=True) == rows  # finished runs are not redone
