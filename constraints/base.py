@@ -50,6 +50,9 @@ class Constraint:
     bool scalar. ``exact`` says whether ``project`` is the Euclidean projection onto the set."""
 
     exact: bool = True
+    # A sign rule (ColumnSign): masking alone does not keep w feasible while kept entries change,
+    # so masked retraining must also keep their signs (``solvers.keep_masked(keep_signs=...)``).
+    fixes_signs: bool = False
 
     # -- to implement ---------------------------------------------------------------------------
     def check(self, shape: tuple[int, ...], dtype, path: str = "<array>") -> None:

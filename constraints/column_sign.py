@@ -25,6 +25,7 @@ class ColumnSign(Constraint):
 
     fragment: int
     axis: int
+    fixes_signs = True  # class attribute, not a field
 
     def __post_init__(self):
         check_positive_ints(self, (self.fragment,), "fragment")

@@ -35,6 +35,10 @@ class Intersect(Constraint):
             flat.extend(part.parts if isinstance(part, Intersect) else (part,))
         return cls(tuple(flat))
 
+    @property
+    def fixes_signs(self) -> bool:
+        return any(p.fixes_signs for p in self.parts)
+
     def __repr__(self):
         return " & ".join(repr(p) for p in self.parts)
 

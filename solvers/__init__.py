@@ -14,7 +14,7 @@ from .distillation import distillation_loss, progressive_distillation, replacing
 from .group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso
 from .loop import FitResult, NonFiniteLoss, PruneResult, cache_dir, fit, pretrained, prune
 from .magnitude import MagnitudeState, magnitude
-from .masking import LeafReport, finalize, keep_masked, prune_report
+from .masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
 from .schedules import cubic_fraction, cubic_sparsity, geometric, restarts
 from .slr import SLRState, slr, slr_alpha
 
@@ -39,6 +39,7 @@ __all__ = [
     "geometric",
     "group_soft_threshold",
     "keep_masked",
+    "sign_rules",
     "magnitude",
     "progressive_distillation",
     "prune_report",

@@ -30,7 +30,7 @@ from prunax.constraints import Spec
 from prunax.constraints.paths import leaves_with_paths
 
 from . import checkpoint
-from .masking import LeafReport, finalize, keep_masked, prune_report
+from .masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -290,8 +290,12 @@ def prune(
     retrain = retrain_optimizer or problem.recipe.optimizer(max(retrain_epochs, 1) * run.steps)
     masks = spec.mask(params)  # structure for the checkpoint template; replaced at the hard prune
 
+    keep_signs = (
+        sign_rules(spec, params) if any(jax.tree_util.tree_leaves(sign_rules(spec, params))) else None
+    )
+
     def retrain_tx(masks):
-        return optax.with_extra_args_support(optax.chain(retrain, keep_masked(masks)))
+        return optax.with_extra_args_support(optax.chain(retrain, keep_masked(masks, keep_signs)))
 
     if run.position is None:
         run.record("dense", 0, params, state)

@@ -37,6 +37,14 @@ def finalize(spec: Spec, params):
     return apply_masks(params, masks), masks
 
 
+def sign_rules(spec: Spec, params):
+    """Pytree of bools: the leaves whose constraint has a sign rule (``fixes_signs``)."""
+    constraints = spec.constraints(params)
+    return jax.tree_util.tree_map(
+        lambda c: bool(c is not None and c.fixes_signs), constraints, is_leaf=lambda c: c is None
+    )
+
+
 def prune_report(spec: Spec, dense, pruned) -> list[LeafReport]:
     """Per constrained leaf: target vs achieved sparsity, feasibility, relative distance moved."""
     paths, leaves, _, _ = spec.assign(dense)
@@ -75,27 +83,53 @@ def _check_masks(masks, params) -> None:
             )
 
 
-def keep_masked(masks) -> optax.GradientTransformationExtraArgs:
+class KeepSignsState(NamedTuple):
+    signs: object  # per leaf: int8 signs at init where signs are kept, else None
+
+
+def keep_masked(masks, keep_signs=None) -> optax.GradientTransformationExtraArgs:
     """Keep pruned weights at exactly 0 during retraining: chain it last, after the optimizer.
 
     ``update`` returns ``where(mask, u, -params)``: kept entries take the optimizer's update,
     pruned ones the update that sends them to 0 (a no-op once they are 0). Without ``params`` it
     returns ``where(mask, u, 0)``, which keeps already-zero entries at 0.
+
+    ``keep_signs``: a pytree of bools like ``masks`` (see ``sign_rules``); on those leaves each
+    weight also keeps the sign it had at ``init`` (the hard prune): it may shrink to 0 and grow
+    back, never cross. That is the projection onto the orthant face of the pruned weights, a
+    subset of every sign rule they satisfy, so ColumnSign polarity holds throughout retraining.
     """
 
     def init(params):
         _check_masks(masks, params)
-        return optax.EmptyState()
+        if keep_signs is None:
+            return optax.EmptyState()
+        signs = jax.tree_util.tree_map(
+            lambda w, keep: jnp.sign(w).astype(jnp.int8) if keep else None, params, keep_signs
+        )
+        return KeepSignsState(signs)
+
+    def clamp(u, w, sign):
+        if sign is None:
+            return u
+        new = w + u
+        kept = jnp.where(sign > 0, jnp.maximum(new, 0), jnp.where(sign < 0, jnp.minimum(new, 0), 0))
+        return (kept - w).astype(u.dtype)
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
+            if keep_signs is not None:
+                raise ValueError("keep_masked(keep_signs=...) needs params in update")
             return jax.tree_util.tree_map(
                 lambda u, m: jnp.where(m, u, jnp.zeros_like(u)), updates, masks
             ), state
         _check_masks(masks, params)
-        return jax.tree_util.tree_map(
+        updates = jax.tree_util.tree_map(
             lambda u, m, w: jnp.where(m, u, -w).astype(u.dtype), updates, masks, params
-        ), state
+        )
+        if keep_signs is not None:
+            updates = jax.tree_util.tree_map(clamp, updates, params, state.signs, is_leaf=lambda x: x is None)
+        return updates, state
 
     return optax.GradientTransformationExtraArgs(init, update)

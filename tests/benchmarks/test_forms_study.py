@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prunax import problems
-from prunax.benchmarks import forms_study
+from prunax.benchmarks import forms_study, layer_inputs
 from prunax.cli import main
 from tests.assets import needs
 
@@ -23,7 +23,7 @@ def test_im2col_rows_times_the_kernel_matrix_are_the_conv_outputs(stride):
     conv = jax.lax.conv_general_dilated(
         x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    rows, (b, oy, ox) = forms_study.im2col_windows(x, (3, 3), (stride, stride), 40, rng)
+    rows, (b, oy, ox) = layer_inputs.im2col_windows(x, (3, 3), (stride, stride), 40, rng)
     np.testing.assert_allclose(rows @ kernel.reshape(-1, 5), np.asarray(conv)[b, oy, ox], atol=1e-4)
 
 
@@ -32,7 +32,7 @@ def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, m
     problem = problems.get("resnet", "test")
     params, state = problem.init(jax.random.key(0))
     x = next(problem.batches("test", jax.random.key(0), 8))["x"]
-    inputs = forms_study.conv_inputs(forms_study.resnet_model(problem), {"params": params, **state}, x)
+    inputs = layer_inputs.conv_inputs(forms_study.resnet_model(problem), {"params": params, **state}, x)
     assert inputs["stage2_block1/conv1/kernel"][1] == (2, 2)
     assert inputs["stage1_block1/conv1/kernel"][0].shape == (8, 8, 8, 8)
     out = tmp_path / "study"

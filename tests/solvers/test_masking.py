@@ -75,3 +75,25 @@ def test_keep_masked_rejects_mismatched_masks(params):
         ValueError, match=r"mask of leaf 'dense/kernel' has shape \(4, 8\), the param \(8, 4\)"
     ):
         solvers.keep_masked(bad).init(params)
+
+
+def test_keep_signs_holds_column_sign_polarity_through_retraining():
+    from prunax import constraints as C
+
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.standard_normal((16, 4)), jnp.float32), "b": jnp.zeros(4)}
+    spec = C.spec([("w", C.Unstructured(0.5) & C.ColumnSign(4, axis=0))])
+    pruned, masks = solvers.finalize(spec, params)
+    signed = solvers.sign_rules(spec, params)
+    assert signed == {"w": True, "b": False}
+    tx = optax.chain(optax.sgd(0.5), solvers.keep_masked(masks, signed))
+    state = tx.init(pruned)
+    w = pruned
+    for step in range(20):  # gradients that push every weight across zero
+        grads = jax.tree_util.tree_map(lambda x: 3.0 * jnp.sign(x) + rng.normal(size=x.shape), w)
+        updates, state = tx.update(grads, state, w)
+        w = optax.apply_updates(w, updates)
+        assert bool(spec.is_feasible(w)), step
+        assert np.all(np.sign(np.asarray(w["w"])) * np.sign(np.asarray(pruned["w"])) >= 0)
+    assert np.all(np.asarray(w["w"])[~np.asarray(masks["w"])] == 0)
+    assert not np.allclose(w["b"], 0)  # unconstrained leaves train freely
