@@ -88,3 +88,16 @@ def block_latency(w, tokens: int, block: int, grid, repeats: int = 20, seed: int
         args = (x, jnp.asarray(blocks), jnp.asarray(rows), jnp.asarray(cols), w.shape[1] // block)
         out.append(median_seconds(sparse, *args, repeats=repeats))
     return np.asarray(out)
+
+
+def column_latency(w, tokens: int, grid, repeats: int = 20, seed: int = 0) -> np.ndarray:
+    """Seconds of the jitted matmul of ``tokens`` random rows with a Dense kernel keeping
+    ⌈out·(1 − s)⌉ output columns (pruned columns are a narrower dense matmul), per s."""
+    w = np.asarray(w, np.float32)
+    x = jax.random.normal(jax.random.key(seed), (tokens, w.shape[0]))
+    matmul = jax.jit(jnp.matmul)
+    out = []
+    for s in grid:
+        kept = max(int(np.ceil(w.shape[1] * (1 - s) - 1e-9)), 1)
+        out.append(median_seconds(matmul, x, jnp.asarray(w[:, :kept]), repeats=repeats))
+    return np.asarray(out)

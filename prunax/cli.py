@@ -222,6 +222,37 @@ def _bench_forms(args) -> int:
     return 0
 
 
+def _bench_allocation(args) -> int:
+    from prunax.benchmarks import allocation_study
+
+    if args.problem not in allocation_study.STRUCTURES:
+        raise ValueError(
+            f"allocation studies exist for {sorted(allocation_study.STRUCTURES)}, got {args.problem!r}"
+        )
+    study = allocation_study.Study(
+        problem=args.problem,
+        size=args.size,
+        sparsity=args.sparsity,
+        solve_epochs=args.solve_epochs,
+        retrain_epochs=args.retrain_epochs,
+        lr=args.lr,
+        seed=args.seed,
+        repeats=args.repeats,
+    )
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("allocation-%Y%m%d-%H%M%S")
+    print(
+        f"prunax {prunax.__version__}: latency-budgeted allocation vs uniform sparsity {study.sparsity:g} "
+        f"on {study.problem}/{study.size} ({allocation_study.STRUCTURES[study.problem]} pruning)",
+        flush=True,
+    )
+    result = allocation_study.run(
+        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    print("\n" + allocation_study.report(result, study, out).split("\n\n", 3)[-1])
+    print(f"\nreport written to {out / 'report.md'}")
+    return 0
+
+
 def _settings(text: str) -> tuple[str, ...]:
     items = tuple(t for t in text.split(",") if t)
     for item in items:
@@ -372,6 +403,22 @@ def build_parser() -> argparse.ArgumentParser:
     forms.add_argument("--out", help="output folder (default runs/forms-<time>)")
     forms.add_argument("--resume", action="store_true", help="skip finished runs, resume the unfinished one")
     forms.set_defaults(run=_bench_forms)
+    alloc = studies.add_parser(
+        "allocation", help="CANAO idea: per-layer sparsities from measured latency vs uniform, same budget"
+    )
+    alloc.add_argument("--problem", default="resnet", help="resnet (filters) or bert (output columns)")
+    alloc.add_argument("--size", default="default")
+    alloc.add_argument(
+        "--sparsity", type=float, default=0.5, help="uniform reference; its latency is the budget"
+    )
+    alloc.add_argument("--solve-epochs", type=int, default=2)
+    alloc.add_argument("--retrain-epochs", type=int, default=2)
+    alloc.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (solve and retrain)")
+    alloc.add_argument("--seed", type=int, default=0)
+    alloc.add_argument("--repeats", type=int, default=10, help="timed calls per layer and sparsity")
+    alloc.add_argument("--out", help="output folder (default runs/allocation-<time>)")
+    alloc.add_argument("--resume", action="store_true", help="reuse the latency table and finished runs")
+    alloc.set_defaults(run=_bench_allocation)
     listing = commands.add_parser("problems", help="list the problems and their sizes")
     listing.set_defaults(run=_problems)
     return parser

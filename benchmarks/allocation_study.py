@@ -1,0 +1,219 @@
+"""Latency-budgeted allocation (the compiler-aware idea of CANAO): per-layer sparsities chosen from
+a measured latency table vs one uniform sparsity, at the same latency budget, same solver, epochs.
+
+Per prunable layer, the structure's pruned forward is timed on this machine at every grid
+sparsity (``cost_table``: a conv with fewer filters, a Dense kernel with fewer output columns).
+The budget is the summed latency at the uniform sparsity; ``constraints.budget.allocate`` picks
+the per-layer sparsities that remove the least magnitude energy within it. Both specs are then
+pruned by gradual magnitude pruning (cubic schedule over the solve phase) and retrained masked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+from prunax import problems, solvers
+from prunax.constraints import budget, spec
+from prunax.constraints.paths import leaves_with_paths
+
+from . import cost_table
+from .convergence import finished_runs, percent_cell
+from .layer_inputs import conv_inputs
+
+STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster here
+GRID = tuple(round(0.1 * i, 1) for i in range(10))  # 0, 0.1, ..., 0.9
+
+
+@dataclass(frozen=True)
+class Study:
+    problem: str = "resnet"
+    size: str = "default"
+    sparsity: float = 0.5  # the uniform reference; its latency is the budget
+    solve_epochs: int = 2
+    retrain_epochs: int = 2
+    lr: float = 1e-3
+    seed: int = 0
+    repeats: int = 10
+
+
+def family(problem, structure: str):
+    """sparsity -> the structure's constraint (the problem's group spec has one rule)."""
+
+    def make(s: float):
+        rules = problem.groups[structure](s).rules
+        if len(rules) != 1:
+            raise ValueError(
+                f"{problem.name}/{structure}: allocation needs a one-rule group, got {len(rules)}"
+            )
+        return rules[0][1]
+
+    return make
+
+
+def latency_table(
+    problem, params, state, grid=GRID, repeats: int = 10, seed: int = 0
+) -> dict[str, list[float]]:
+    """Seconds per prunable leaf at every grid sparsity (resnet: filters; bert: output columns)."""
+    table = {}
+    if problem.name == "resnet":
+        from prunax.problems.resnet import ResNet
+
+        model = ResNet(tuple(problem.config["blocks"]), tuple(problem.config["widths"]))
+        x = next(problem.batches("test", jax.random.key(seed), 64))["x"]
+        inputs = conv_inputs(model, {"params": params, **state}, x)
+        for path, kernel in prunable_leaves(problem, params).items():
+            activation, strides, _ = inputs[path]
+            table[path] = cost_table.filter_latency(activation, kernel, strides, grid, repeats).tolist()
+    elif problem.name == "bert":
+        tokens = problem.recipe.batch_size * problem.config["length"]
+        for path, w in prunable_leaves(problem, params).items():
+            table[path] = cost_table.column_latency(w, tokens, grid, repeats, seed).tolist()
+    else:
+        raise ValueError(f"latency tables exist for {sorted(STRUCTURES)}, got {problem.name!r}")
+    return table
+
+
+def prunable_leaves(problem, params) -> dict[str, np.ndarray]:
+    paths, leaves, _ = leaves_with_paths(params)
+    return {p: np.asarray(w) for p, w in zip(paths, leaves) if re.search(problem.prunable, p)}
+
+
+def allocation(study: Study, problem, params, table: dict) -> budget.Allocation:
+    """The least-energy per-layer sparsities within the uniform sparsity's summed latency."""
+    grid = np.asarray(GRID)
+    at = int(np.argmin(np.abs(grid - study.sparsity)))
+    if not np.isclose(grid[at], study.sparsity):
+        raise ValueError(f"sparsity {study.sparsity:g} is not on the latency grid {list(GRID)}")
+    limit = sum(times[at] for times in table.values())
+    return budget.allocate(
+        params,
+        problem.prunable,
+        family(problem, STRUCTURES[problem.name]),
+        lambda p, w, g: np.asarray(table[p]),
+        limit,
+        GRID,
+    )
+
+
+def one_run(study: Study, problem, start, spec, key: str, out: Path, resume: bool, quiet: bool) -> dict:
+    steps = problem.steps_per_epoch(problem.recipe.batch_size)
+    end = max(int(0.75 * study.solve_epochs * steps), 1)
+    schedule = solvers.cubic_fraction(0, end, every=max(steps // 4, 1))
+    began = time.perf_counter()
+    result = solvers.prune(
+        problem,
+        spec,
+        optax.chain(optax.adam(study.lr), solvers.magnitude(spec, schedule)),
+        solve_epochs=study.solve_epochs,
+        retrain_epochs=study.retrain_epochs,
+        retrain_optimizer=optax.adam(study.lr),
+        start=start,
+        seed=study.seed,
+        run_dir=out / "checkpoints" / key,
+        resume=resume,
+        quiet=quiet,
+    )
+    metric = problem.metric
+    pick = lambda phase: [r["metrics"][metric] for r in result.records if r["phase"] == phase]  # noqa: E731
+    return {
+        "key": key,
+        "dense": pick("dense")[0],
+        "hard_prune": pick("pruned")[0],
+        "retrain": pick("retrain"),
+        "sparsity": float(np.mean([r.achieved_sparsity for r in result.report])),
+        "wall_seconds": time.perf_counter() - began,
+    }
+
+
+def run(study: Study, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> dict:
+    """The latency table (measured once, kept in ``out/latency.json``), the allocation, and the
+    uniform and allocated runs; returns everything the report needs."""
+    out = Path(out)
+    results_file, done = finished_runs(out, resume)
+    problem = problems.get(study.problem, study.size)
+    start = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
+    cached = out / "latency.json"
+    if resume and cached.exists():
+        table = json.loads(cached.read_text())
+    else:
+        if progress:
+            progress(f"timing every prunable layer at {len(GRID)} sparsities")
+        table = latency_table(problem, *start, repeats=study.repeats, seed=study.seed)
+        cached.write_text(json.dumps(table))
+    chosen = allocation(study, problem, start[0], table)
+    uniform = family(problem, STRUCTURES[problem.name])(study.sparsity)
+    specs = {
+        "uniform": spec([(problem.prunable, uniform)]),
+        "allocated": chosen.spec,
+    }
+    rows = []
+    for key, pruned_spec in specs.items():
+        if key in done:
+            rows.append(done[key])
+            continue
+        if progress:
+            progress(f"{study.problem}/{study.size}: {key}")
+        row = one_run(study, problem, start, pruned_spec, key, out, resume, quiet)
+        with results_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+    return {"table": table, "allocation": chosen.sparsities, "rows": rows, "problem": problem}
+
+
+def latency_at(table: dict, sparsities: dict) -> float:
+    grid = np.asarray(GRID)
+    return float(sum(table[p][int(np.argmin(np.abs(grid - s)))] for p, s in sparsities.items()))
+
+
+def report(result: dict, study: Study, out: Path) -> str:
+    """Markdown: per layer the latency at 0, at the uniform sparsity and at its allocated one;
+    then accuracy of the two specs after the hard prune and each retraining epoch."""
+    out = Path(out)
+    table, chosen, rows = result["table"], result["allocation"], result["rows"]
+    grid = np.asarray(GRID)
+    at = int(np.argmin(np.abs(grid - study.sparsity)))
+    lines = [
+        "| layer | dense ms | uniform s | ms | allocated s | ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path, times in table.items():
+        mine = int(np.argmin(np.abs(grid - chosen[path])))
+        lines.append(
+            f"| {path} | {1e3 * times[0]:.3f} | {study.sparsity:g} | {1e3 * times[at]:.3f} "
+            f"| {chosen[path]:g} | {1e3 * times[mine]:.3f} |"
+        )
+    uniform_ms = 1e3 * sum(t[at] for t in table.values())
+    allocated_ms = 1e3 * latency_at(table, chosen)
+    dense_ms = 1e3 * sum(t[0] for t in table.values())
+    lines.append(f"| **total** | {dense_ms:.2f} | | {uniform_ms:.2f} | | {allocated_ms:.2f} |")
+    head = "| spec | achieved sparsity | hard prune | " + " | ".join(
+        f"retrain {e + 1}" for e in range(study.retrain_epochs)
+    )
+    acc = [head + " |", "|---|---|---|" + "---|" * study.retrain_epochs]
+    for r in rows:
+        cells = [percent_cell([r["hard_prune"]])] + [percent_cell([v]) for v in r["retrain"]]
+        acc.append(f"| {r['key']} | {r['sparsity']:.3f} | " + " | ".join(cells) + " |")
+    problem = result["problem"]
+    text = "\n\n".join(
+        [
+            f"# Latency-budgeted allocation: {problem.name}/{problem.size}, "
+            f"{STRUCTURES[problem.name]} pruning",
+            (__doc__ or "").strip(),
+            f"Dense {problem.metric} {100 * rows[0]['dense']:.1f} %. Budget: the summed layer latency at "
+            f"uniform sparsity {study.sparsity:g} ({uniform_ms:.2f} ms of {dense_ms:.2f} ms dense); gradual "
+            f"magnitude, {study.solve_epochs} solve + {study.retrain_epochs} retraining epochs, "
+            f"Adam {study.lr:g}.",
+            "\n".join(lines),
+            "\n".join(acc),
+        ]
+    )
+    (out / "report.md").write_text(text + "\n")
+    return text

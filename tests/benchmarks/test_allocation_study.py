@@ -1,0 +1,33 @@
+"""The allocation study on the resnet test size, through the command line: a latency table per
+prunable conv, an allocation within the uniform budget, both specs pruned and reported."""
+
+import json
+
+from prunax import problems, solvers
+from prunax.benchmarks import allocation_study
+from prunax.cli import main
+from tests.assets import needs
+
+pytestmark = needs("sklearn")
+
+
+def test_allocation_study_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "study"
+    argv = ["bench", "allocation", "--size", "test", "--solve-epochs", "1", "--retrain-epochs", "1"]
+    assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
+    table = json.loads((out / "latency.json").read_text())
+    assert "stage1_block1/conv1/kernel" in table and all(
+        len(t) == len(allocation_study.GRID) for t in table.values()
+    )
+    rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in rows] == ["uniform", "allocated"]
+    text = (out / "report.md").read_text()
+    assert "| **total** |" in text and "| allocated |" in text
+    # the allocation respects the budget it was given
+    study = allocation_study.Study(size="test")
+    grid_at = allocation_study.GRID.index(0.5)
+    budget = sum(t[grid_at] for t in table.values())
+    problem = problems.get("resnet", "test")
+    chosen = allocation_study.allocation(study, problem, solvers.pretrained(problem, quiet=True)[0], table)
+    assert allocation_study.latency_at(table, chosen.sparsities) <= budget + 1e-12
