@@ -3,6 +3,8 @@ prunable conv, an allocation within the uniform budget, both specs pruned and re
 
 import json
 
+import jax
+
 from prunax import problems, solvers
 from prunax.benchmarks import allocation_study
 from prunax.cli import main
@@ -31,3 +33,12 @@ def test_allocation_study_end_to_end(tmp_path, monkeypatch):
     problem = problems.get("resnet", "test")
     chosen = allocation_study.allocation(study, problem, solvers.pretrained(problem, quiet=True)[0], table)
     assert allocation_study.latency_at(table, chosen.sparsities) <= budget + 1e-12
+
+
+def test_block_sparse_comparison_times_every_bert_kernel():
+
+    problem = problems.get("bert", "test")
+    params, _ = problem.init(jax.random.key(0))
+    table = allocation_study.block_comparison(problem, params, repeats=1)
+    assert table and all(len(t) == len(allocation_study.BLOCK_GRID) and min(t) > 0 for t in table.values())
+    assert set(table) == set(allocation_study.prunable_leaves(problem, params))
