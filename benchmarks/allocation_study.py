@@ -29,6 +29,7 @@ from .convergence import finished_runs, percent_cell
 from .layer_inputs import conv_inputs
 
 STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster here
+LEARNING_RATES = {"resnet": 1e-3, "bert": 1e-4}  # Adam; 1e-3 wrecks the pretrained MiniLM
 GRID = tuple(round(0.1 * i, 1) for i in range(10))  # 0, 0.1, ..., 0.9
 
 

@@ -235,7 +235,7 @@ def _bench_allocation(args) -> int:
         sparsity=args.sparsity,
         solve_epochs=args.solve_epochs,
         retrain_epochs=args.retrain_epochs,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else allocation_study.LEARNING_RATES[args.problem],
         seed=args.seed,
         repeats=args.repeats,
     )
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     alloc.add_argument("--solve-epochs", type=int, default=2)
     alloc.add_argument("--retrain-epochs", type=int, default=2)
-    alloc.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (solve and retrain)")
+    alloc.add_argument("--lr", type=float, help="Adam learning rate (default: resnet 1e-3, bert 1e-4)")
     alloc.add_argument("--seed", type=int, default=0)
     alloc.add_argument("--repeats", type=int, default=10, help="timed calls per layer and sparsity")
     alloc.add_argument("--out", help="output folder (default runs/allocation-<time>)")
