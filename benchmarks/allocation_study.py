@@ -23,6 +23,7 @@ import optax
 from prunax import problems, solvers
 from prunax.constraints import budget, spec
 from prunax.constraints.paths import leaves_with_paths
+from prunax.problems import resnet
 
 from . import cost_table
 from .convergence import finished_runs, percent_cell
@@ -65,11 +66,8 @@ def latency_table(
     """Seconds per prunable leaf at every grid sparsity (resnet: filters; bert: output columns)."""
     table = {}
     if problem.name == "resnet":
-        from prunax.problems.resnet import ResNet
-
-        model = ResNet(tuple(problem.config["blocks"]), tuple(problem.config["widths"]))
         x = next(problem.batches("test", jax.random.key(seed), 64))["x"]
-        inputs = conv_inputs(model, {"params": params, **state}, x)
+        inputs = conv_inputs(resnet.model_of(problem), {"params": params, **state}, x)
         for path, kernel in prunable_leaves(problem, params).items():
             activation, strides, _ = inputs[path]
             table[path] = cost_table.filter_latency(activation, kernel, strides, grid, repeats).tolist()
@@ -80,6 +78,21 @@ def latency_table(
     else:
         raise ValueError(f"latency tables exist for {sorted(STRUCTURES)}, got {problem.name!r}")
     return table
+
+
+def layer_sizes(problem, params, state, seed: int = 0) -> dict[str, dict[str, int]]:
+    """Parameters and FLOPs per forward example (resnet: one image; bert: one sequence) of
+    every prunable leaf, analytically."""
+    leaves = prunable_leaves(problem, params)
+    if problem.name == "resnet":
+        x = next(problem.batches("test", jax.random.key(seed), 1))["x"]
+        inputs = conv_inputs(resnet.model_of(problem), {"params": params, **state}, x)
+        hw = {p: [-(-n // s) for n, s in zip(inputs[p][0].shape[1:3], inputs[p][1])] for p in leaves}
+        return {
+            p: {"params": w.size, "flops": cost_table.conv_flops(w.shape, hw[p])} for p, w in leaves.items()
+        }
+    length = problem.config["length"]
+    return {p: {"params": w.size, "flops": 2 * w.size * length} for p, w in leaves.items()}
 
 
 def prunable_leaves(problem, params) -> dict[str, np.ndarray]:
@@ -191,6 +204,7 @@ def run(study: Study, out: Path, resume: bool = False, quiet: bool = True, progr
         rows.append(row)
     return {
         "table": table,
+        "sizes": layer_sizes(problem, *start, seed=study.seed),
         "allocation": chosen.sparsities,
         "rows": rows,
         "problem": problem,
@@ -210,20 +224,26 @@ def report(result: dict, study: Study, out: Path) -> str:
     table, chosen, rows = result["table"], result["allocation"], result["rows"]
     grid = np.asarray(GRID)
     at = int(np.argmin(np.abs(grid - study.sparsity)))
+    sizes = result["sizes"]
     lines = [
-        "| layer | dense ms | uniform s | ms | allocated s | ms |",
-        "|---|---|---|---|---|---|",
+        "| layer | params | MFLOPs / example | dense ms | uniform s | ms | allocated s | ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path, times in table.items():
         mine = int(np.argmin(np.abs(grid - chosen[path])))
         lines.append(
-            f"| {path} | {1e3 * times[0]:.3f} | {study.sparsity:g} | {1e3 * times[at]:.3f} "
+            f"| {path} | {sizes[path]['params']} | {sizes[path]['flops'] / 1e6:.2f} | {1e3 * times[0]:.3f} "
+            f"| {study.sparsity:g} | {1e3 * times[at]:.3f} "
             f"| {chosen[path]:g} | {1e3 * times[mine]:.3f} |"
         )
     uniform_ms = 1e3 * sum(t[at] for t in table.values())
     allocated_ms = 1e3 * latency_at(table, chosen)
     dense_ms = 1e3 * sum(t[0] for t in table.values())
-    lines.append(f"| **total** | {dense_ms:.2f} | | {uniform_ms:.2f} | | {allocated_ms:.2f} |")
+    params = sum(v["params"] for v in sizes.values())
+    flops = sum(v["flops"] for v in sizes.values()) / 1e6
+    lines.append(
+        f"| **total** | {params} | {flops:.2f} | {dense_ms:.2f} | | {uniform_ms:.2f} | | {allocated_ms:.2f} |"
+    )
     head = "| spec | achieved sparsity | hard prune | " + " | ".join(
         f"retrain {e + 1}" for e in range(study.retrain_epochs)
     )

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from prunax import constraints, problems, solvers
+from prunax.problems import resnet
 
 from . import crossbar
 from .convergence import constraint_spec, finished_runs, percent_cell
@@ -106,7 +107,7 @@ def one_run(study: Study, structure: str, fragment: int | None, out: Path, resum
         quiet=quiet,
     )
     seconds = time.perf_counter() - began
-    model = resnet_model(problem)
+    model = resnet.model_of(problem)
     hw = crossbar.Hardware(fragment=fragment or 8)
     pick = lambda phase: [r["metrics"]["accuracy"] for r in result.records if r["phase"] == phase]  # noqa: E731
     return {
@@ -124,12 +125,6 @@ def one_run(study: Study, structure: str, fragment: int | None, out: Path, resum
         ),
         "wall_seconds": seconds,
     }
-
-
-def resnet_model(problem):
-    from prunax.problems.resnet import ResNet
-
-    return ResNet(tuple(problem.config["blocks"]), tuple(problem.config["widths"]))
 
 
 def run(study: Study, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:

@@ -64,6 +64,11 @@ class ResNet(nn.Module):
         return nn.Dense(self.classes, name="head")(jnp.mean(x, axis=(1, 2)))
 
 
+def model_of(problem: Problem) -> ResNet:
+    """The Flax module of a ``resnet`` problem (for tools that need its layers, e.g. conv inputs)."""
+    return ResNet(tuple(problem.config["blocks"]), tuple(problem.config["widths"]))
+
+
 def _sgd_recipe(epochs: int) -> Recipe:
     def optimizer(total_steps: int):
         return optax.chain(

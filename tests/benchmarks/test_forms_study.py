@@ -10,6 +10,7 @@ import pytest
 from prunax import problems
 from prunax.benchmarks import forms_study, layer_inputs
 from prunax.cli import main
+from prunax.problems import resnet
 from tests.assets import needs
 
 pytestmark = needs("sklearn")
@@ -32,7 +33,7 @@ def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, m
     problem = problems.get("resnet", "test")
     params, state = problem.init(jax.random.key(0))
     x = next(problem.batches("test", jax.random.key(0), 8))["x"]
-    inputs = layer_inputs.conv_inputs(forms_study.resnet_model(problem), {"params": params, **state}, x)
+    inputs = layer_inputs.conv_inputs(resnet.model_of(problem), {"params": params, **state}, x)
     assert inputs["stage2_block1/conv1/kernel"][1] == (2, 2)
     assert inputs["stage1_block1/conv1/kernel"][0].shape == (8, 8, 8, 8)
     out = tmp_path / "study"
