@@ -26,7 +26,7 @@ from prunax.constraints.paths import leaves_with_paths
 from prunax.problems import resnet
 
 from . import cost_table
-from .convergence import finished_runs, percent_cell
+from .convergence import finished_runs, percent_cell, summarize
 from .layer_inputs import conv_inputs
 
 STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster here
@@ -148,13 +148,9 @@ def one_run(study: Study, problem, start, spec, key: str, out: Path, resume: boo
         resume=resume,
         quiet=quiet,
     )
-    metric = problem.metric
-    pick = lambda phase: [r["metrics"][metric] for r in result.records if r["phase"] == phase]  # noqa: E731
     return {
         "key": key,
-        "dense": pick("dense")[0],
-        "hard_prune": pick("pruned")[0],
-        "retrain": pick("retrain"),
+        **summarize(result.records, problem.metric),
         "sparsity": float(np.mean([r.achieved_sparsity for r in result.report])),
         "wall_seconds": time.perf_counter() - began,
     }

@@ -25,7 +25,7 @@ from prunax import constraints, problems, solvers
 from prunax.problems import resnet
 
 from . import crossbar
-from .convergence import constraint_spec, finished_runs, percent_cell
+from .convergence import constraint_spec, finished_runs, percent_cell, summarize
 from .layer_inputs import conv_inputs, im2col_windows
 
 
@@ -109,16 +109,12 @@ def one_run(study: Study, structure: str, fragment: int | None, out: Path, resum
     seconds = time.perf_counter() - began
     model = resnet.model_of(problem)
     hw = crossbar.Hardware(fragment=fragment or 8)
-    pick = lambda phase: [r["metrics"]["accuracy"] for r in result.records if r["phase"] == phase]  # noqa: E731
     return {
         "key": key,
         "structure": structure,
         "fragment": fragment,
         "sparsity": study.sparsity,
-        "dense": pick("dense")[0],
-        "solved": pick("solve")[-1],
-        "hard_prune": pick("pruned")[0],
-        "retrain": pick("retrain"),
+        **summarize(result.records, problem.metric),
         "dense_cost": network_cost(problem, model, *start, spec, hw, study.windows, study.seed),
         "cost": network_cost(
             problem, model, result.params, result.state, spec, hw, study.windows, study.seed
