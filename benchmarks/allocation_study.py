@@ -190,11 +190,18 @@ def run(study: Study, out: Path, resume: bool = False, quiet: bool = True, progr
     rows = []
     for key, pruned_spec in specs.items():
         if key in done:
+            if key == "allocated" and done[key].get("allocation") != chosen.sparsities:
+                raise ValueError(
+                    f"{out}: the finished allocated run used another allocation than the one computed "
+                    "now (changed code or latency table); resume into a fresh --out"
+                )
             rows.append(done[key])
             continue
         if progress:
             progress(f"{study.problem}/{study.size}: {key}")
         row = one_run(study, problem, start, pruned_spec, key, out, resume, quiet)
+        if key == "allocated":
+            row["allocation"] = chosen.sparsities
         with results_file.open("a") as f:
             f.write(json.dumps(row) + "\n")
         rows.append(row)

@@ -53,18 +53,29 @@ def solve_choice(removed: np.ndarray, costs: np.ndarray, budget: float) -> np.nd
             f"removed and costs must be same-shape (layers, grid) arrays, got {removed.shape}, {costs.shape}"
         )
     cheapest = float(costs.min(axis=1).sum())
+    if not budget > 0:
+        raise ValueError(f"budget must be positive, got {budget:g}")
     if budget < cheapest:
         raise ValueError(f"budget {budget:g} is below the cheapest allocation's cost {cheapest:g}")
     x = cp.Variable(removed.shape, boolean=True)
-    scale = max(float(np.abs(removed).max()), 1e-30)  # keep the objective O(1) for the solver
+    limit = cp.Parameter()
+    scale = max(float(np.abs(removed).max()), 1e-30)  # both sides O(1): the solver's tolerances are absolute
     problem = cp.Problem(
         cp.Minimize(cp.sum(cp.multiply(removed / scale, x))),
-        [cp.sum(x, axis=1) == 1, cp.sum(cp.multiply(costs, x)) <= budget],
+        [cp.sum(x, axis=1) == 1, cp.sum(cp.multiply(costs / budget, x)) <= limit],
     )
-    problem.solve(solver=cp.HIGHS)
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        raise RuntimeError(f"budget allocation: the solver returned {problem.status}")
-    return np.argmax(np.asarray(x.value), axis=1)
+    rows = np.arange(len(removed))
+    limit.value = 1.0
+    for _ in range(5):  # a rounded solution may exceed the budget by the solver's tolerance: tighten
+        problem.solve(solver=cp.HIGHS)
+        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+            raise RuntimeError(f"budget allocation: the solver returned {problem.status}")
+        picks = np.argmax(np.asarray(x.value), axis=1)
+        used = float(costs[rows, picks].sum())
+        if used <= budget * (1 + 1e-9):  # float summation order aside, within the budget
+            return picks
+        limit.value -= (used - budget) / budget + 1e-9
+    raise RuntimeError(f"budget allocation: no rounded choice within the budget {budget:g} (last {used:g})")
 
 
 def allocate(

@@ -14,20 +14,21 @@ from prunax.constraints import budget
 
 
 @settings(max_examples=25)
-@given(seed=st.integers(0, 2**31 - 1), slack=st.floats(0.0, 1.0))
-def test_the_choice_is_the_brute_force_optimum(seed, slack):
+@given(seed=st.integers(0, 2**31 - 1), slack=st.floats(0.0, 1.0), unit=st.sampled_from([1.0, 1e-4]))
+def test_the_choice_is_the_brute_force_optimum(seed, slack, unit):
+    # unit 1e-4: latencies in seconds, far below the solver's absolute tolerances
     rng = np.random.default_rng(seed)
     removed = np.cumsum(rng.uniform(0, 1, (3, 4)), axis=1)  # more sparsity removes more
-    costs = np.cumsum(rng.uniform(0, 1, (3, 4))[:, ::-1], axis=1)[:, ::-1]  # and costs less
+    costs = unit * np.cumsum(rng.uniform(0, 1, (3, 4))[:, ::-1], axis=1)[:, ::-1]  # and costs less
     lo, hi = costs.min(1).sum(), costs.max(1).sum()
     limit = lo + slack * (hi - lo)
     picks = budget.solve_choice(removed, costs, limit)
     best = min(
         (sum(removed[layer, j] for layer, j in enumerate(combo)), combo)
         for combo in itertools.product(range(4), repeat=3)
-        if sum(costs[layer, j] for layer, j in enumerate(combo)) <= limit + 1e-9
+        if sum(costs[layer, j] for layer, j in enumerate(combo)) <= limit * (1 + 1e-9)
     )
-    assert sum(costs[layer, j] for layer, j in enumerate(picks)) <= limit + 1e-6
+    assert sum(costs[layer, j] for layer, j in enumerate(picks)) <= limit * (1 + 1e-9)
     np.testing.assert_allclose(
         sum(removed[layer, j] for layer, j in enumerate(picks)), best[0], rtol=1e-6, atol=1e-9
     )
