@@ -161,7 +161,8 @@ def mine_patterns(
     Each tile of shape ``tile_shape`` along ``axes`` (ragged edges are skipped: a partial tile
     has no full-size mask) keeps the positions in ``always`` (PatDNN: the centre ``(1, 1)``) plus
     its largest |w| up to ``nonzeros`` in all (ties: the lower position). Masks are counted over
-    all tiles; equally frequent masks are ordered by first occurrence. Returns a bool array
+    the tiles with a nonzero (RT3 mines the tiles that survived block pruning; an all-zero tile's
+    top-n is only the tie rule); equally frequent masks are ordered by first occurrence. Returns a bool array
     (found, *tile_shape) with found <= count (fewer when fewer distinct masks occur). Host-side
     numpy: a pattern set is data prepared once, not part of a jitted step.
     """
@@ -179,6 +180,11 @@ def mine_patterns(
     if any(w.shape[a] == 0 for a in axes):
         raise ValueError(f"mine_patterns: no whole {tile_shape} tile fits along axes {axes} of {w.shape}")
     tiles = np.asarray(tile_view(jnp.asarray(np.abs(w)), axes, tuple(tile_shape))).reshape(-1, size)
+    tiles = tiles[np.any(tiles != 0, axis=1)]
+    if not len(tiles):
+        raise ValueError(
+            f"mine_patterns: every whole {tile_shape} tile along axes {axes} of {w.shape} is zero"
+        )
     forced = np.zeros(size, bool)
     for position in always:
         forced[np.ravel_multi_index(position, tile_shape)] = True

@@ -104,6 +104,16 @@ def test_mining_finds_planted_patterns():
     np.testing.assert_array_equal(np.asarray(c.mask(jnp.asarray(w, jnp.float32))), expected)
 
 
+def test_mining_skips_all_zero_tiles():
+    # 3 of 4 tiles are zero (block pruned): their top-2 would be the tie rule's first positions
+    w = np.zeros((4, 4))
+    w[2:, 2:] = [[0.1, 0.9], [0.8, 0.2]]
+    mined = mine_patterns(w, axes=(0, 1), tile_shape=(2, 2), nonzeros=2, count=4)
+    np.testing.assert_array_equal(mined, [[[False, True], [True, False]]])
+    with pytest.raises(ValueError, match="is zero"):
+        mine_patterns(np.zeros((4, 4)), (0, 1), (2, 2), nonzeros=2, count=1)
+
+
 def test_mining_errors():
     with pytest.raises(ValueError, match="nonzeros"):
         mine_patterns(np.ones((3, 3)), (0, 1), (3, 3), nonzeros=10, count=2)
