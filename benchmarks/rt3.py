@@ -40,7 +40,7 @@ def reinforce(
     accuracy: Callable[[int], float],
     costs: Sequence[float],
     budgets: Sequence[float],
-    steps: int = 300,
+    steps: int = 1000,
     lr: float = 0.05,
     penalty: float = 10.0,
     seed: int = 0,

@@ -253,6 +253,38 @@ def _bench_allocation(args) -> int:
     return 0
 
 
+def _bench_rt3(args) -> int:
+    from prunax.benchmarks import rt3_study
+
+    study = rt3_study.Study(
+        size=args.size,
+        tile=args.tile,
+        block_sparsity=args.block_sparsity,
+        solve_epochs=args.solve_epochs,
+        retrain_epochs=args.retrain_epochs,
+        lr=args.lr,
+        densities=args.densities,
+        set_sizes=args.set_sizes,
+        frequencies=args.frequencies,
+        steps=args.steps,
+        seed=args.seed,
+    )
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("rt3-%Y%m%d-%H%M%S")
+    print(
+        f"prunax {prunax.__version__}: RT3 on bert/{study.size}: {study.tile}x{study.tile} blocks at "
+        f"{study.block_sparsity:g}, {len(study.candidates)} pattern candidates, "
+        f"{len(study.frequencies)} frequency levels",
+        flush=True,
+    )
+    result = rt3_study.run(
+        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    rt3_study.report(result, study, out)
+    print("\n" + rt3_study.tables(result, study))
+    print(f"\nswitch time {result['switch_ms']:.2f} ms; report and plot written to {out / 'report.md'}")
+    return 0
+
+
 def _settings(text: str) -> tuple[str, ...]:
     items = tuple(t for t in text.split(",") if t)
     for item in items:
@@ -419,6 +451,27 @@ def build_parser() -> argparse.ArgumentParser:
     alloc.add_argument("--out", help="output folder (default runs/allocation-<time>)")
     alloc.add_argument("--resume", action="store_true", help="reuse the latency table and finished runs")
     alloc.set_defaults(run=_bench_allocation)
+    rt3 = studies.add_parser(
+        "rt3", help="RT3: block pruning, pattern sets per frequency level by REINFORCE, switching (~10 min)"
+    )
+    rt3.add_argument("--size", default="default", help="bert size (test: the tiny BERT)")
+    rt3.add_argument("--tile", type=int, default=16, help="block and pattern tile side b")
+    rt3.add_argument("--block-sparsity", type=float, default=0.5)
+    rt3.add_argument("--solve-epochs", type=int, default=2)
+    rt3.add_argument("--retrain-epochs", type=int, default=1)
+    rt3.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of the block pruning")
+    rt3.add_argument(
+        "--densities", type=_floats, default=(0.75, 0.5, 0.375, 0.25), help="kept fractions of a tile"
+    )
+    rt3.add_argument("--set-sizes", type=_ints, default=(4, 32), help="patterns per kernel")
+    rt3.add_argument(
+        "--frequencies", type=_floats, default=(1.0, 0.8, 0.6, 0.4), help="levels, relative to the top"
+    )
+    rt3.add_argument("--steps", type=int, default=1000, help="REINFORCE steps")
+    rt3.add_argument("--seed", type=int, default=0)
+    rt3.add_argument("--out", help="output folder (default runs/rt3-<time>)")
+    rt3.add_argument("--resume", action="store_true", help="resume block pruning, keep evaluated candidates")
+    rt3.set_defaults(run=_bench_rt3)
     listing = commands.add_parser("problems", help="list the problems and their sizes")
     listing.set_defaults(run=_problems)
     return parser

