@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -104,8 +105,16 @@ def pattern_spec(problem, params, tile: int, density: float, count: int):
 
 def candidate_masks(problem, params, tile: int, candidate):
     """The candidate's mask set on the shared weights: the pattern projection's mask and the
-    block-pruned support (a pattern placed on a pruned tile keeps nothing)."""
-    support = jax.tree_util.tree_map(lambda w: w != 0, params)
+    block-pruned support of the prunable kernels (a pattern on a pruned tile keeps nothing);
+    every other leaf is kept whole."""
+    paths, leaves, treedef = leaves_with_paths(params)
+    support = jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            w != 0 if re.search(problem.prunable, p) else jnp.ones(w.shape, bool)
+            for p, w in zip(paths, leaves)
+        ],
+    )
     if candidate is None:
         return support
     masks = pattern_spec(problem, params, tile, *candidate).mask(params)
