@@ -121,9 +121,3 @@ def switch_milliseconds(params, mask_sets: Sequence, repeats: int = 20) -> float
         jax.block_until_ready(switch(params, masks))
         times.append(time.perf_counter() - began)
     return 1e3 * float(np.median(times))
-
-
-def kept_fraction(masks) -> float:
-    """Kept entries over all masked leaves: the cost proxy of a mask set (nonzeros to compute)."""
-    leaves = jax.tree_util.tree_leaves(masks)
-    return float(sum(jnp.sum(m) for m in leaves) / sum(m.size for m in leaves))
