@@ -218,20 +218,21 @@ def plot(result: dict, study: Study, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k in study.set_sizes:
         mine = [r for r in rows if r["set_size"] == k]
-        ax.plot(
-            [r["density"] for r in mine], [100 * r["test"] for r in mine], "o-", label=f"K = {k} patterns"
-        )
+        x = [r["density"] for r in mine]
+        (line,) = ax.plot(x, [100 * r["test"] for r in mine], "o-", label=f"K = {k} patterns")
+        ax.plot(x, [100 * r["test_before"] for r in mine], "x--", color=line.get_color(), alpha=0.6)
     ax.plot(rows[0]["density"], 100 * rows[0]["test"], "ks", label="block-pruned (no patterns)")
+    ax.plot(rows[0]["density"], 100 * rows[0]["test_before"], "kx", alpha=0.6)
     for f, budget, pick in zip(study.frequencies, result["budgets"], result["choice"].picks):
-        line = ax.axvline(budget, ls=":", color="grey")
-        ax.annotate(
-            f"f = {f:g}", (budget, line.get_ydata()[1]), xycoords=("data", "axes fraction"), fontsize=8
-        )
+        ax.axvline(budget, ls=":", color="grey")
+        ax.annotate(f" f = {f:g}", (budget, 0.02), xycoords=("data", "axes fraction"), fontsize=8)
         ax.plot(rows[pick]["density"], 100 * rows[pick]["test"], "o", ms=14, mfc="none", color="red")
     ax.set_xlabel("nonzero fraction of the encoder kernels")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("dotted: level budgets; red circles: the controller's picks")
-    ax.legend(loc="lower right")
+    ax.set_title(
+        "dotted: level budgets; red: the controller's picks; x: before level-aware training", fontsize=9
+    )
+    ax.legend(loc="center right")
     path = out / "rt3.png"
     fig.tight_layout()
     fig.savefig(path, dpi=120)
