@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     alloc.add_argument("--resume", action="store_true", help="reuse the latency table and finished runs")
     alloc.set_defaults(run=_bench_allocation)
     rt3 = studies.add_parser(
-        "rt3", help="RT3: block pruning, pattern sets per frequency level by REINFORCE, switching (~10 min)"
+        "rt3", help="RT3: block pruning, pattern sets per frequency level by REINFORCE, switching (~8 min)"
     )
     rt3.add_argument("--size", default="default", help="bert size (test: the tiny BERT)")
     rt3.add_argument("--tile", type=int, default=16, help="block and pattern tile side b")
