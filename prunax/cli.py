@@ -17,9 +17,18 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _out_dir(out: str | None, study: str) -> Path:
+    """``out``, or ``runs/<study>-<time>`` when none was given."""
+    return Path(out) if out else Path("runs") / time.strftime(f"{study}-%Y%m%d-%H%M%S")
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _write_report(out: str | None, study: str, markdown: str) -> None:
     """``report.md`` in ``out`` (default ``runs/<study>-<time>``), and say where."""
-    folder = Path(out) if out else Path("runs") / time.strftime(f"{study}-%Y%m%d-%H%M%S")
+    folder = _out_dir(out, study)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(markdown)
     print(f"\nreport written to {folder / 'report.md'}")
@@ -116,7 +125,7 @@ def _run_grid(args, study: str):
         lr=args.lr,
         structure=args.structure,
     )
-    out = Path(args.out) if args.out else Path("runs") / time.strftime(f"{study}-%Y%m%d-%H%M%S")
+    out = _out_dir(args.out, study)
     print(
         f"prunax {prunax.__version__}: convergence per retraining epoch on {grid.problem}/{grid.size}: "
         f"{', '.join(grid.methods)} at {grid.structure} sparsity "
@@ -128,7 +137,7 @@ def _run_grid(args, study: str):
         out,
         resume=args.resume,
         quiet=False,
-        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+        progress=_progress,
     )
     return rows, grid, out
 
@@ -177,15 +186,13 @@ def _bench_spd(args) -> int:
         lr=args.lr,
         seed=args.seed,
     )
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("spd-%Y%m%d-%H%M%S")
+    out = _out_dir(args.out, "spd")
     print(
         f"prunax {prunax.__version__}: sparse progressive distillation on bert/{study.size}: "
         f"{', '.join(study.methods)} at {', '.join(f'{a} {b:g}' for a, b in study.settings)}",
         flush=True,
     )
-    rows = distillation_study.run(
-        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    rows = distillation_study.run(study, out, resume=args.resume, quiet=False, progress=_progress)
     distillation_study.report(rows, study, out)
     print("\n" + distillation_study.table(rows, study))
     print("\n".join(distillation_study.order(rows, study)))
@@ -206,16 +213,14 @@ def _bench_forms(args) -> int:
         lr=args.lr,
         seed=args.seed,
     )
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("forms-%Y%m%d-%H%M%S")
+    out = _out_dir(args.out, "forms")
     print(
         f"prunax {prunax.__version__}: FORMS polarized fragments on resnet/{study.size}: ADMM on "
         f"{', '.join(study.structures)} at sparsity {study.sparsity:g}, fragments "
         f"{', '.join(map(str, args.fragments))} and none",
         flush=True,
     )
-    rows = forms_study.run(
-        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    rows = forms_study.run(study, out, resume=args.resume, quiet=False, progress=_progress)
     forms_study.report(rows, study, out)
     print("\n" + forms_study.table(rows, study))
     print(f"\nreport and plot written to {out / 'report.md'}")
@@ -239,15 +244,13 @@ def _bench_allocation(args) -> int:
         seed=args.seed,
         repeats=args.repeats,
     )
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("allocation-%Y%m%d-%H%M%S")
+    out = _out_dir(args.out, "allocation")
     print(
         f"prunax {prunax.__version__}: latency-budgeted allocation vs uniform sparsity {study.sparsity:g} "
         f"on {study.problem}/{study.size} ({allocation_study.STRUCTURES[study.problem]} pruning)",
         flush=True,
     )
-    result = allocation_study.run(
-        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    result = allocation_study.run(study, out, resume=args.resume, quiet=False, progress=_progress)
     print("\n" + allocation_study.report(result, study, out).split("\n\n", 3)[-1])
     print(f"\nreport written to {out / 'report.md'}")
     return 0
@@ -270,16 +273,14 @@ def _bench_rt3(args) -> int:
         steps=args.steps,
         seed=args.seed,
     )
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("rt3-%Y%m%d-%H%M%S")
+    out = _out_dir(args.out, "rt3")
     print(
         f"prunax {prunax.__version__}: RT3 on bert/{study.size}: {study.tile}x{study.tile} blocks at "
         f"{study.block_sparsity:g}, {len(study.candidates)} pattern candidates, "
         f"{len(study.frequencies)} frequency levels",
         flush=True,
     )
-    result = rt3_study.run(
-        study, out, resume=args.resume, quiet=False, progress=lambda m: print(m, file=sys.stderr, flush=True)
-    )
+    result = rt3_study.run(study, out, resume=args.resume, quiet=False, progress=_progress)
     rt3_study.report(result, study, out)
     print("\n" + rt3_study.tables(result, study))
     print(f"\nswitch time {result['switch_ms']:.2f} ms; report and plot written to {out / 'report.md'}")
@@ -321,7 +322,7 @@ def _add_convergence_arguments(parser, default=None) -> None:
 def _bias(args) -> int:
     from prunax.benchmarks import bias_study
 
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("bias-%Y%m%d-%H%M%S")
+    out = _out_dir(args.out, "bias")
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"prunax {prunax.__version__}: gender-bias detector on MiniLM, dense and magnitude-pruned at "
