@@ -55,6 +55,18 @@ class Study:
     penalty: float = 10.0
     seed: int = 0
 
+    def __post_init__(self):
+        checks = [
+            ("tile", [self.tile], lambda v: v >= 1, ">= 1"),
+            ("block_sparsity", [self.block_sparsity], lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("densities", self.densities, lambda v: 0 < v <= 1, "in (0, 1]"),
+            ("set_sizes", self.set_sizes, lambda v: v >= 1, ">= 1"),
+            ("frequencies", self.frequencies, lambda v: 0 < v <= 1, "in (0, 1] (relative to the top level)"),
+        ]
+        for name, values, ok, rule in checks:
+            if not values or not all(ok(v) for v in values):
+                raise ValueError(f"rt3 study: {name} must be non-empty and {rule}, got {values}")
+
     @property
     def candidates(self) -> list[tuple[float, int] | None]:
         """None (the block-pruned weights), then every (tile density, set size)."""

