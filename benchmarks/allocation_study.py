@@ -11,7 +11,6 @@ pruned by gradual magnitude pruning (cubic schedule over the solve phase) and re
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ import optax
 
 from prunax import problems, solvers
 from prunax.constraints import budget, spec
-from prunax.constraints.paths import leaves_with_paths
 from prunax.problems import resnet
 
 from . import cost_table
@@ -68,12 +66,12 @@ def latency_table(
     if problem.name == "resnet":
         x = next(problem.batches("test", jax.random.key(seed), 64))["x"]
         inputs = conv_inputs(resnet.model_of(problem), {"params": params, **state}, x)
-        for path, kernel in prunable_leaves(problem, params).items():
+        for path, kernel in problem.prunable_leaves(params).items():
             activation, strides, _ = inputs[path]
             table[path] = cost_table.filter_latency(activation, kernel, strides, grid, repeats).tolist()
     elif problem.name == "bert":
         tokens = problem.recipe.batch_size * problem.config["length"]
-        for path, w in prunable_leaves(problem, params).items():
+        for path, w in problem.prunable_leaves(params).items():
             table[path] = cost_table.column_latency(w, tokens, grid, repeats, seed).tolist()
     else:
         raise ValueError(f"latency tables exist for {sorted(STRUCTURES)}, got {problem.name!r}")
@@ -83,7 +81,7 @@ def latency_table(
 def layer_sizes(problem, params, state, seed: int = 0) -> dict[str, dict[str, int]]:
     """Parameters and FLOPs per forward example (resnet: one image; bert: one sequence) of
     every prunable leaf, analytically."""
-    leaves = prunable_leaves(problem, params)
+    leaves = problem.prunable_leaves(params)
     if problem.name == "resnet":
         x = next(problem.batches("test", jax.random.key(seed), 1))["x"]
         inputs = conv_inputs(resnet.model_of(problem), {"params": params, **state}, x)
@@ -95,11 +93,6 @@ def layer_sizes(problem, params, state, seed: int = 0) -> dict[str, dict[str, in
     return {p: {"params": w.size, "flops": 2 * w.size * length} for p, w in leaves.items()}
 
 
-def prunable_leaves(problem, params) -> dict[str, np.ndarray]:
-    paths, leaves, _ = leaves_with_paths(params)
-    return {p: np.asarray(w) for p, w in zip(paths, leaves) if re.search(problem.prunable, p)}
-
-
 BLOCK_GRID = (0.0, 0.5, 0.75, 0.9)
 
 
@@ -109,7 +102,7 @@ def block_comparison(problem, params, repeats: int = 3, seed: int = 0) -> dict[s
     tokens = problem.recipe.batch_size * problem.config["length"]
     return {
         path: cost_table.block_latency(w, tokens, 16, BLOCK_GRID, repeats, seed).tolist()
-        for path, w in prunable_leaves(problem, params).items()
+        for path, w in problem.prunable_leaves(params).items()
     }
 
 

@@ -99,17 +99,12 @@ def block_pruned(study: Study, problem, out: Path, resume: bool, quiet: bool):
     return result.params, result.state, summarize(result.records, problem.metric)
 
 
-def kernels(problem, params) -> dict[str, jax.Array]:
-    paths, leaves, _ = leaves_with_paths(params)
-    return {p: w for p, w in zip(paths, leaves) if re.search(problem.prunable, p)}
-
-
 def pattern_spec(problem, params, tile: int, density: float, count: int):
     """Per prunable kernel, ``Pattern`` with the ``count`` most frequent top-n masks of its
     nonzero tiles, n = round(density · tile²)."""
     nonzeros = max(1, round(density * tile * tile))
     rules = []
-    for path, w in kernels(problem, params).items():
+    for path, w in problem.prunable_leaves(params).items():
         patterns = mine_patterns(w, (0, 1), (tile, tile), nonzeros, count)
         rules.append((f"^{re.escape(path)}$", Pattern(patterns, axes=(0, 1), tiles=True)))
     return spec(rules)
@@ -135,7 +130,7 @@ def candidate_masks(problem, params, tile: int, candidate):
 
 def density(problem, params) -> float:
     """Nonzero fraction of the prunable kernels: the level's work relative to the dense ones."""
-    leaves = kernels(problem, params).values()
+    leaves = problem.prunable_leaves(params).values()
     return float(sum(int(np.count_nonzero(w)) for w in leaves) / sum(w.size for w in leaves))
 
 

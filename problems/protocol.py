@@ -12,6 +12,7 @@ problem.evaluate(params, state)  # {"accuracy": ..., ...}; problem.metric names 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ import numpy as np
 import optax
 
 from prunax.constraints import Spec
+from prunax.constraints.paths import leaves_with_paths
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class Problem:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return self.train_size // batch_size
+
+    def prunable_leaves(self, params) -> dict:
+        """``{path: leaf}`` of the leaves of ``params`` that ``prunable`` matches."""
+        paths, leaves, _ = leaves_with_paths(params)
+        return {p: w for p, w in zip(paths, leaves) if re.search(self.prunable, p)}
 
     def spec(self, constraint) -> Spec:
         """``constraint`` on every default prunable leaf, the rest unconstrained."""

@@ -42,7 +42,7 @@ def test_block_sparse_comparison_times_every_bert_kernel():
     params, _ = problem.init(jax.random.key(0))
     table = allocation_study.block_comparison(problem, params, repeats=1)
     assert table and all(len(t) == len(allocation_study.BLOCK_GRID) and min(t) > 0 for t in table.values())
-    assert set(table) == set(allocation_study.prunable_leaves(problem, params))
+    assert set(table) == set(problem.prunable_leaves(params))
 
 
 def test_resuming_with_another_allocation_is_refused(tmp_path, monkeypatch, capsys):

@@ -87,12 +87,12 @@ def block_pruned_tiny_bert():
 @needs(*BERT_ASSETS)
 def test_candidates_are_pattern_feasible_inside_the_block_support(block_pruned_tiny_bert):
     problem, params = block_pruned_tiny_bert
-    kernels = rt3_study.kernels(problem, params)
+    kernels = problem.prunable_leaves(params)
     for candidate in [(0.5, 2), (0.25, 8)]:
         masks = rt3_study.candidate_masks(problem, params, 16, candidate)
         level = rt3.switch(params, masks)
         assert bool(rt3_study.pattern_spec(problem, params, 16, *candidate).is_feasible(level))
-        for path, w in rt3_study.kernels(problem, level).items():
+        for path, w in problem.prunable_leaves(level).items():
             assert not np.any(np.asarray(w)[np.asarray(kernels[path]) == 0])  # pruned tiles stay pruned
         # every surviving tile keeps exactly n = density · 256 of its weights
         assert rt3_study.density(problem, level) == pytest.approx(0.5 * candidate[0])
@@ -143,10 +143,10 @@ def test_level_aware_loss_trains_one_drawn_mask_set_per_step(block_pruned_tiny_b
     grad = jax.jit(jax.grad(lambda p, k: trained.loss(p, {}, batch, k)[0]))
     drawn = set()
     for seed in range(8):
-        g = rt3_study.kernels(problem, grad(params, jax.random.key(seed)))
+        g = problem.prunable_leaves(grad(params, jax.random.key(seed)))
         support = {path: np.asarray(v) != 0 for path, v in g.items()}
         inside = [
-            all(not np.any(support[p] & ~np.asarray(m)) for p, m in rt3_study.kernels(problem, masks).items())
+            all(not np.any(support[p] & ~np.asarray(m)) for p, m in problem.prunable_leaves(masks).items())
             for masks in sets
         ]
         assert sum(inside) == 1  # the gradient lies in one drawn set (not in both: they differ)
