@@ -31,8 +31,17 @@ def test_prox_equals_cvxpy(seed, which):
     cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - w.reshape(-1)) + penalty)).solve(
         solver=cp.CLARABEL, tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9
     )
-    got = solvers.group_soft_threshold(jnp.asarray(w), groups, jnp.asarray(t))
-    np.testing.assert_allclose(np.asarray(got).reshape(-1), x.value, atol=2e-5)
+    got = np.asarray(solvers.group_soft_threshold(jnp.asarray(w), groups, jnp.asarray(t)), np.float64)
+
+    def objective(v):
+        norms = np.array([np.linalg.norm(v[ids == g]) for g in range(groups.count)])
+        return 0.5 * np.sum((v - w.reshape(-1)) ** 2) + t @ norms
+
+    # The objective is 1-strongly convex, so matching the solver's optimum bounds ‖got − x*‖. The
+    # pointwise check is looser: at a group whose norm sits next to its threshold the interior-point
+    # solution is ~5e-5 off (seed 351: |w| 0.24486 < t 0.24495, exact 0, CLARABEL 4.3e-5).
+    assert objective(got.reshape(-1)) <= objective(x.value) + 1e-6
+    np.testing.assert_allclose(got.reshape(-1), x.value, atol=2e-4)
 
 
 def test_prox_form_gives_exact_zero_groups_that_the_hard_prune_drops():
