@@ -1,7 +1,21 @@
-"""Benchmarks (DESIGN §5): ``convergence`` (per retraining epoch, the main job), ``projection`` and
-``families`` (projection speed), ``overhead`` (solver step cost), ``support_recovery`` (sparse
-least squares). Import the module you need; ``prunax bench`` runs them from the command line."""
+"""Benchmarks and studies (docs/benchmarks.md), each a subpackage imported on first use:
 
-from . import projection
+* ``studies``: end-to-end pruning studies that write Markdown reports (``convergence``, the main
+  job, ``blocks``, ``distillation``, ``forms``, ``allocation``, ``rt3``, ``bias``, ``support``);
+* ``speed``: side-by-side timings (``projection``, ``families``, ``overhead``);
+* ``hardware``: cost models of pruned layers (``crossbar``, ``cost_table``, ``layer_inputs``).
 
-__all__ = ["projection"]
+``prunax bench`` runs them from the command line.
+"""
+
+import importlib
+
+_SUBPACKAGES = ("hardware", "speed", "studies")
+
+__all__ = list(_SUBPACKAGES)
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"prunax.benchmarks.{name}")
+    raise AttributeError(f"module 'prunax.benchmarks' has no attribute {name!r}")

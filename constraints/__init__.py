@@ -1,18 +1,18 @@
 """The constraint algebra: per-array sets whose projection is a mask, the exact top-k kernel,
-and specs that assign constraints to the leaves of a parameter pytree (DESIGN §2)."""
+and specs that assign constraints to the leaves of a parameter pytree (docs/constraints.md)."""
 
-from .base import Constraint, Groups
-from .block import Block
-from .column_sign import ColumnSign
-from .counting import kept_count
-from .global_budget import GlobalBudget, global_
-from .intersect import Intersect
-from .nm import NM
-from .paths import path_str
-from .pattern import Pattern, mine_patterns
-from .spec import Spec, spec
-from .topk import TINY, top_k_mask
-from .unstructured import Unstructured
+from ._base import Constraint, Groups
+from ._block import Block
+from ._column_sign import ColumnSign
+from ._counting import kept_count
+from ._global_budget import GlobalBudget, global_
+from ._intersect import Intersect
+from ._nm import NM
+from ._paths import leaves_with_paths, path_str
+from ._pattern import Pattern, mine_patterns
+from ._spec import Spec, apply_masks, spec
+from ._topk import TINY, top_k_mask
+from ._unstructured import Unstructured
 
 __all__ = [
     "NM",
@@ -26,8 +26,10 @@ __all__ = [
     "Pattern",
     "Spec",
     "Unstructured",
+    "apply_masks",
     "global_",
     "kept_count",
+    "leaves_with_paths",
     "mine_patterns",
     "path_str",
     "spec",

@@ -1,4 +1,4 @@
-"""Budget allocation (DESIGN §2.4; the compiler-aware idea of CANAO): per-layer sparsities that lose
+"""Budget allocation (docs/constraints.md, "Specs and global budgets"; the compiler-aware idea of CANAO): per-layer sparsities that lose
 the least importance while the network's cost stays within a budget.
 
 Each constrained layer l may take one sparsity s from a grid. Choosing s costs the magnitude
@@ -22,10 +22,10 @@ import cvxpy as cp
 import jax.numpy as jnp
 import numpy as np
 
-from .paths import leaves_with_paths
-from .spec import Spec, spec
+from ._paths import leaves_with_paths
+from ._spec import Spec, spec
 
-GRID = tuple(round(0.05 * i, 2) for i in range(20))  # 0, 0.05, ..., 0.95
+SPARSITY_LEVELS = tuple(round(0.05 * i, 2) for i in range(20))  # 0, 0.05, ..., 0.95
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def allocate(
     family: Callable[[float], object],
     cost: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
     budget: float,
-    grid=GRID,
+    grid=SPARSITY_LEVELS,
 ) -> Allocation:
     """Allocate sparsities from ``grid`` to every leaf whose path matches ``include``.
 

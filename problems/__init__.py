@@ -1,4 +1,4 @@
-"""Models as loss closures with offline data (DESIGN §4): ``problems.get(name, size)``.
+"""Models as loss closures with offline data (docs/problems.md): ``problems.get(name, size)``.
 
 ``resnet`` (digits / MNIST-5k), ``bert`` (MiniLM on Rotten-Tomatoes sentences), ``yolo_tiny``
 (synthetic shapes), ``pointpillars_lite`` (synthetic LiDAR), ``bcnn`` (synthetic RF signals) and
@@ -6,8 +6,8 @@
 """
 
 from . import bcnn, bert, pointpillars_lite, quantum, resnet, yolo_tiny
-from .assets import MissingAsset
-from .protocol import Problem, Recipe
+from ._assets import MissingAsset
+from ._protocol import Problem, Recipe
 
 REGISTRY = {
     "bcnn": bcnn,

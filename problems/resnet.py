@@ -1,5 +1,5 @@
 """``resnet``: CIFAR-style ResNet-(6n+2) and a small ResNet-18 layout on real digit images
-(REFERENCE §2.3). BatchNorm running statistics live in ``state``.
+(docs/problems.md, "resnet"). BatchNorm running statistics live in ``state``.
 
 CIFAR ResNet-(6n+2): a 3×3 stem conv, 3 stages of n BasicBlocks (widths 16/32/64, strides
 1/2/2), global average pooling, a Dense head; a 1×1 projection shortcut where the shape changes.
@@ -15,10 +15,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 import optax
 
-from . import images
-from .classifier import classification
-from .conv_groups import conv_groups
-from .protocol import Problem, Recipe
+from . import _images as images
+from ._classifier import classification
+from ._groups import conv_groups
+from ._protocol import Problem, Recipe
 
 # size -> (dataset, blocks per stage, widths, dense epochs, training images or None for all)
 SIZES = {

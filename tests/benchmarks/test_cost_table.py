@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prunax import constraints as C
-from prunax.benchmarks import cost_table as ct
+from prunax.benchmarks.hardware import cost_table as ct
 
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.9])

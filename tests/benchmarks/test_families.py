@@ -2,7 +2,7 @@
 
 import pytest
 
-from prunax.benchmarks import families
+from prunax.benchmarks.speed import families
 
 
 def test_every_family_is_timed_and_reported():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from prunax import problems
-from prunax.benchmarks import forms_study, layer_inputs
+from prunax.benchmarks.hardware import layer_inputs
+from prunax.benchmarks.studies import forms as forms_study
 from prunax.cli import main
 from prunax.problems import resnet
 from tests.assets import needs
@@ -47,11 +48,11 @@ def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, m
     assert polarized["crossbars_FORMS"] <= rows[1]["dense_cost"]["crossbars_FORMS"]
     assert 0 <= polarized["skipped_fraction"] <= 1 and polarized["speedup"] >= 1
     assert "| unstructured | 4 |" in (out / "report.md").read_text() and (out / "forms.png").exists()
-    study = forms_study.Study(
+    study = forms_study.FormsStudy(
         size="test",
         structures=("unstructured",),
         sparsity=0.5,
-        fragments=(None, 4),
+        fragments=(4,),
         solve_epochs=1,
         retrain_epochs=1,
     )

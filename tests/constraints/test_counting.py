@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prunax.constraints import kept_count
-from prunax.constraints.counting import robust_floor
+from prunax.constraints._counting import robust_floor
 
 
 def test_rounding_cases_from_the_design():

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from prunax.constraints import topk
-from prunax.constraints.topk import top_k_mask
+from prunax.constraints import _topk as topk
+from prunax.constraints._topk import top_k_mask
 from tests.constraints.helpers import stable_top_k
 
 N = 700

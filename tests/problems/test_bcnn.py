@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from prunax import problems, solvers
-from prunax.problems import bcnn, rf_signals
-from prunax.problems.binary import ste_sign
+from prunax.problems import bcnn
+from prunax.problems._binary import ste_sign
+from prunax.problems.bcnn import signals as rf_signals
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from prunax import problems, solvers
 from prunax.constraints import Unstructured
-from prunax.problems import bert, minilm
-from prunax.problems.bert_model import Bert, normalize
+from prunax.problems import bert
+from prunax.problems.bert import Bert, minilm, normalize
 from tests.assets import needs
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "minilm_reference.npz"

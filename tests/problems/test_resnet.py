@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from prunax import problems, solvers
-from prunax.problems import assets, images
+from prunax.problems import _assets as assets
+from prunax.problems import _images as images
 from tests.assets import needs
 
 pytestmark = needs("sklearn")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from prunax import problems
-from prunax.problems import detection, shapes
+from prunax.problems import detection
 from prunax.problems import yolo_tiny as yt
+from prunax.problems.yolo_tiny import shapes
 
 
 @pytest.fixture(scope="module")

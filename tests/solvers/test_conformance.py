@@ -1,4 +1,4 @@
-"""One conformance file for every solver (DESIGN §6): jit-able init/update, a state whose tree
+"""One conformance file for every solver (docs/conventions.md): jit-able init/update, a state whose tree
 and dtypes never change, one compile over many steps, and composition with optax.chain,
 optax.MultiSteps and optax.inject_hyperparams; extra args are accepted."""
 

@@ -10,7 +10,7 @@ import pytest
 from prunax import problems, solvers
 from prunax.constraints import Unstructured
 from prunax.problems import bert
-from prunax.problems.bert_model import Bert
+from prunax.problems.bert import Bert
 from tests.assets import needs
 from tests.solvers.test_loop import _interrupt_after
 
@@ -26,14 +26,14 @@ def tiny():
 
 
 def test_replacing_rate_holds_p0_then_rises_linearly_to_one():
-    rate = solvers.replacing_rate(0.8, prune_steps=10, replace_steps=4)
+    rate = solvers.ReplacingRate(0.8, prune_steps=10, replace_steps=4)
     values = [float(rate(t)) for t in (0, 9, 10, 11, 12, 14, 100)]
     np.testing.assert_allclose(values, [0.8, 0.8, 0.8, 0.85, 0.9, 1.0, 1.0], rtol=1e-6)
-    assert repr(rate) == repr(solvers.replacing_rate(0.8, 10, 4))  # names the run in fingerprints
+    assert repr(rate) == repr(solvers.ReplacingRate(0.8, 10, 4))  # names the run in fingerprints
     with pytest.raises(ValueError, match="p0 must lie in"):
-        solvers.replacing_rate(0.0, 10, 4)
+        solvers.ReplacingRate(0.0, 10, 4)
     with pytest.raises(ValueError, match="replace_steps >= 1"):
-        solvers.replacing_rate(0.5, 10, 0)
+        solvers.ReplacingRate(0.5, 10, 0)
 
 
 def _numpy_loss(s, t, temperature):
@@ -93,7 +93,7 @@ def test_a_student_equal_to_its_teacher_has_only_the_entropy_floor(tiny):
 def test_the_three_stages_run_through_prune_and_resume_exactly(tiny, tmp_path, monkeypatch):
     problem, params, state, _ = tiny
     steps = problem.steps_per_epoch(32)
-    rate = solvers.replacing_rate(0.8, steps, steps)
+    rate = solvers.ReplacingRate(0.8, steps, steps)
     wrapped = solvers.progressive_distillation(problem, params, rate)
     spec = problem.spec(Unstructured(0.7))
     ramp = solvers.cubic_fraction(0, steps - 1, every=max((steps - 1) // 4, 1))
@@ -139,7 +139,7 @@ def test_problems_without_features_or_bad_arguments_are_refused(tiny):
 def test_features_expose_every_layer_of_the_encoder(tiny):
     problem, params, state, batch = tiny
     out = problem.features(params, state, batch)
-    config = bert.TINY
+    config = bert.TINY_CONFIG
     assert len(out["hidden"]) == config.layers + 1 and len(out["attentions"]) == config.layers
     direct = Bert(config, classes=2).apply({"params": params}, batch["ids"], batch["mask"].astype(bool))
     np.testing.assert_array_equal(out["logits"], direct["logits"])

@@ -8,7 +8,7 @@ import pytest
 
 from prunax import problems, solvers
 from prunax.constraints import Unstructured
-from prunax.solvers import checkpoint
+from prunax.solvers import _checkpoint as checkpoint
 from tests.assets import needs
 
 pytestmark = needs("sklearn")

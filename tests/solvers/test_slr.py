@@ -23,7 +23,7 @@ def project(w):
 
 
 def reference(ws, losses, rho, s0, soc2):
-    """The rules of DESIGN §3.3 for one leaf, one multiplier update per step (every=1)."""
+    """The rules of docs/solvers.md, "SLR" for one leaf, one multiplier update per step (every=1)."""
     z = project(ws[0])
     u = np.zeros_like(ws[0])
     s, k = s0, 1

@@ -1,0 +1,284 @@
+"""The settings of every study and speed benchmark: one frozen dataclass each, validated when it
+is built, importing nothing heavier than the standard library.
+
+The command line builds each subcommand's flags from these fields (name, type, default and the
+``help`` in the field's metadata) and checks the arguments by constructing the dataclass, all
+before JAX is imported; the study modules take the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CONVERGENCE_METHODS = ("admm", "slr", "rgl", "magnitude", "gradual")
+DISTILLATION_METHODS = ("spd", "magnitude+kd", "magnitude")
+SUPPORT_METHODS = ("magnitude", "admm", "slr", "rgl")
+OVERHEAD_METHODS = ("admm", "slr", "rgl", "rgl_prox", "magnitude")
+PROJECTION_METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass")
+ALLOCATION_STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+def _require(study: str, name: str, values, ok, rule: str) -> None:
+    """A ValueError naming the study, the setting, the rule and the value when ``ok`` fails."""
+    values = list(values) if isinstance(values, tuple | list) else [values]
+    if not values or not all(ok(v) for v in values):
+        raise ValueError(f"{study}: {name} must be {rule}, got {values if len(values) != 1 else values[0]}")
+
+
+def _known(study: str, name: str, values, valid) -> None:
+    unknown = [v for v in values if v not in valid]
+    if unknown or not values:
+        raise ValueError(f"{study}: unknown {name} {unknown or '(none given)'}; valid: {tuple(valid)}")
+
+
+@dataclass(frozen=True)
+class ConvergenceStudy:
+    """Methods × sparsities × seeds through ``prune`` on one problem (the main job)."""
+
+    problem: str = field(default="resnet", metadata=_help("see `prunax problems`"))
+    size: str = field(default="default", metadata=_help("problem size (test: the smoke size)"))
+    methods: tuple[str, ...] = field(
+        default=("slr", "admm", "gradual"), metadata=_help(",".join(CONVERGENCE_METHODS))
+    )
+    sparsities: tuple[float, ...] = field(
+        default=(0.8, 0.9, 0.95), metadata=_help("e.g. 0.8,0.9,0.95", flag="sparsity")
+    )
+    seeds: tuple[int, ...] = field(default=(0,), metadata=_help("e.g. 0,1,2"))
+    solve_epochs: int = 2
+    retrain_epochs: int = 2
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate (solve and retrain)"))
+    structure: str = field(
+        default="unstructured", metadata=_help("unstructured or a group of the problem (block16, ...)")
+    )
+
+    def __post_init__(self):
+        _known("convergence", "methods", self.methods, CONVERGENCE_METHODS)
+        _require("convergence", "sparsities", self.sparsities, lambda s: 0 < s < 1, "in (0, 1)")
+        _require("convergence", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
+        _require("convergence", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, ">= 0")
+        _require("convergence", "seeds", self.seeds, lambda v: v >= 0, "non-empty and >= 0")
+        _require("convergence", "lr", self.lr, lambda v: v > 0, "> 0")
+
+    def runs(self) -> list[tuple[str, float, int]]:
+        return [(m, s, seed) for seed in self.seeds for s in self.sparsities for m in self.methods]
+
+
+# MiniLM block pruning: RGL vs ADMM vs magnitude on 16×16 tiles at 2×…5× encoder compression.
+BLOCKS_STUDY = ConvergenceStudy(
+    problem="bert",
+    methods=("rgl", "admm", "magnitude"),
+    sparsities=(0.5, 0.667, 0.75, 0.8),
+    solve_epochs=2,
+    retrain_epochs=1,
+    lr=1e-4,
+    structure="block16",
+)
+
+
+@dataclass(frozen=True)
+class DistillationStudy:
+    """Sparse progressive distillation vs magnitude + KD vs magnitude on MiniLM."""
+
+    size: str = field(default="default", metadata=_help("bert size (test: the tiny smoke model)"))
+    settings: tuple[tuple[str, float], ...] = field(
+        default=(("unstructured", 0.9), ("block16", 0.5)),
+        metadata=_help("structure:sparsity items, e.g. unstructured:0.9,neuron:0.5"),
+    )
+    methods: tuple[str, ...] = field(
+        default=DISTILLATION_METHODS, metadata=_help(",".join(DISTILLATION_METHODS))
+    )
+    prune_epochs: int = 2
+    replace_epochs: int = 1
+    finetune_epochs: int = 1
+    lr: float = field(default=1e-4, metadata=_help("peak AdamW learning rate (restarted per stage)"))
+    p0: float = field(default=0.8, metadata=_help("layer replacing rate at the start"))
+    temperature: float = 1.0
+    updates: int = field(default=12, metadata=_help("mask updates in the pruning stage"))
+    seed: int = field(default=0, metadata=_help("seed of the dense teacher, batches and layer draws"))
+
+    def __post_init__(self):
+        _known("spd", "methods", self.methods, DISTILLATION_METHODS)
+        _require(
+            "spd",
+            "settings",
+            [s for _, s in self.settings],
+            lambda s: 0 < s < 1,
+            "non-empty, sparsities in (0, 1)",
+        )
+        _require("spd", "prune_epochs", self.prune_epochs, lambda v: v >= 1, ">= 1")
+        _require("spd", "replace_epochs", self.replace_epochs, lambda v: v >= 1, ">= 1")
+        _require("spd", "finetune_epochs", self.finetune_epochs, lambda v: v >= 0, ">= 0")
+        _require("spd", "p0", self.p0, lambda v: 0 < v <= 1, "in (0, 1]")
+
+
+@dataclass(frozen=True)
+class FormsStudy:
+    """ADMM into FORMS polarized crossbar fragments on ResNet/MNIST, priced by the crossbar model."""
+
+    size: str = field(default="default", metadata=_help("resnet size (test: the smoke size)"))
+    structures: tuple[str, ...] = field(
+        default=("unstructured", "column"), metadata=_help("unstructured and/or resnet groups")
+    )
+    sparsity: float = 0.8
+    fragments: tuple[int, ...] = field(
+        default=(4, 8, 16), metadata=_help("fragment sizes (a run without polarity is added)")
+    )
+    solve_epochs: int = 2
+    retrain_epochs: int = 2
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate (solve and retrain)"))
+    seed: int = 0
+    windows: int = field(default=256, metadata=_help("im2col windows sampled per layer for zero-skipping"))
+
+    def __post_init__(self):
+        _require("forms", "structures", self.structures, lambda v: bool(v), "non-empty")
+        _require("forms", "sparsity", self.sparsity, lambda v: 0 < v < 1, "in (0, 1)")
+        _require("forms", "fragments", self.fragments, lambda v: v >= 1, "non-empty and >= 1")
+        _require("forms", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
+        _require("forms", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, ">= 0")
+        _require("forms", "windows", self.windows, lambda v: v >= 1, ">= 1")
+
+    def runs(self) -> list[tuple[str, int | None]]:
+        """(structure, fragment) pairs; fragment None is the run without a polarity constraint."""
+        return [(s, f) for s in self.structures for f in (None, *self.fragments)]
+
+
+@dataclass(frozen=True)
+class AllocationStudy:
+    """Per-layer sparsities from measured latency vs uniform sparsity, within the same latency."""
+
+    problem: str = field(default="resnet", metadata=_help("resnet (filters) or bert (output columns)"))
+    size: str = "default"
+    sparsity: float = field(default=0.5, metadata=_help("uniform reference; its latency is the budget"))
+    solve_epochs: int = 2
+    retrain_epochs: int = 2
+    lr: float | None = field(
+        default=None, metadata=_help("Adam learning rate (default: resnet 1e-3, bert 1e-4)")
+    )
+    seed: int = 0
+    repeats: int = field(default=10, metadata=_help("timed calls per layer and sparsity"))
+
+    def __post_init__(self):
+        if self.problem not in ALLOCATION_STRUCTURES:
+            raise ValueError(
+                f"allocation: studies exist for {sorted(ALLOCATION_STRUCTURES)}, got problem {self.problem!r}"
+            )
+        if self.lr is None:  # Adam 1e-3 wrecks the pretrained MiniLM
+            object.__setattr__(self, "lr", {"resnet": 1e-3, "bert": 1e-4}[self.problem])
+        _require("allocation", "sparsity", self.sparsity, lambda v: 0 < v < 1, "in (0, 1)")
+        _require("allocation", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
+        _require("allocation", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, ">= 0")
+        _require("allocation", "repeats", self.repeats, lambda v: v >= 1, ">= 1")
+
+
+@dataclass(frozen=True)
+class RT3Study:
+    """RT3 on MiniLM: block pruning, pattern sets per frequency level by REINFORCE, switching."""
+
+    size: str = field(default="default", metadata=_help("bert size (test: the tiny BERT)"))
+    tile: int = field(default=16, metadata=_help("block and pattern tile side b"))
+    block_sparsity: float = 0.5
+    solve_epochs: int = 2
+    retrain_epochs: int = 1
+    shared_epochs: int = field(
+        default=2, metadata=_help("level-aware training (a candidate's masks per step)")
+    )
+    lr: float = field(default=1e-4, metadata=_help("Adam learning rate (block pruning and shared)"))
+    densities: tuple[float, ...] = field(
+        default=(0.75, 0.5, 0.375, 0.25), metadata=_help("kept fractions of a surviving tile")
+    )
+    set_sizes: tuple[int, ...] = field(default=(4, 32), metadata=_help("patterns per kernel"))
+    frequencies: tuple[float, ...] = field(
+        default=(1.0, 0.8, 0.6, 0.4), metadata=_help("levels, relative to the top")
+    )
+    steps: int = field(default=200, metadata=_help("REINFORCE steps (batches of 8 per level)"))
+    penalty: float = field(default=10.0, metadata=_help("reward lost per unit of budget overshoot"))
+    seed: int = 0
+
+    def __post_init__(self):
+        _require("rt3", "tile", self.tile, lambda v: v >= 1, ">= 1")
+        _require("rt3", "block_sparsity", self.block_sparsity, lambda v: 0 <= v < 1, "in [0, 1)")
+        _require("rt3", "densities", self.densities, lambda v: 0 < v <= 1, "non-empty and in (0, 1]")
+        _require("rt3", "set_sizes", self.set_sizes, lambda v: v >= 1, "non-empty and >= 1")
+        _require(
+            "rt3",
+            "frequencies",
+            self.frequencies,
+            lambda v: 0 < v <= 1,
+            "non-empty and in (0, 1] (relative to the top level)",
+        )
+        _require("rt3", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
+        _require("rt3", "steps", self.steps, lambda v: v >= 1, ">= 1")
+
+    @property
+    def candidates(self) -> list[tuple[float, int] | None]:
+        """None (the block-pruned weights), then every (tile density, set size)."""
+        return [None] + [(d, k) for d in self.densities for k in self.set_sizes]
+
+
+@dataclass(frozen=True)
+class BiasStudy:
+    """The attention-map gender-bias detector on dense and magnitude-pruned MiniLM."""
+
+    sparsities: tuple[float, ...] = field(
+        default=(0.5, 0.8), metadata=_help("magnitude sparsities", flag="sparsity")
+    )
+    epochs: int = field(default=1, metadata=_help("embedding-preserving retraining epochs (0: none)"))
+
+    def __post_init__(self):
+        _require("bias", "sparsities", self.sparsities, lambda s: 0 < s < 1, "non-empty and in (0, 1)")
+        _require("bias", "epochs", self.epochs, lambda v: v >= 0, ">= 0")
+
+
+@dataclass(frozen=True)
+class SupportStudy:
+    """How often each solver finds the brute-force optimal support of k-sparse least squares."""
+
+    seeds: int = field(default=5, metadata=_help("number of seeds (0, 1, ...)"))
+    instances: int = field(default=100, metadata=_help("instances per seed"))
+
+    def __post_init__(self):
+        _require("support", "seeds", self.seeds, lambda v: v >= 1, ">= 1")
+        _require("support", "instances", self.instances, lambda v: v >= 1, ">= 1")
+
+
+@dataclass(frozen=True)
+class ProjectionBench:
+    """The exact top-k kernel against lax.top_k, sorting and np.partition, and every family."""
+
+    sizes: tuple[float, ...] = field(default=(1e5, 1e6, 1e7), metadata=_help("e.g. 1e5,1e6,1e7,3e7"))
+    fractions: tuple[float, ...] = field(default=(0.5, 0.1, 0.01), metadata=_help("kept fractions k/n"))
+    methods: tuple[str, ...] = field(default=PROJECTION_METHODS, metadata=_help("comma-separated subset"))
+    repeats: int = 7
+    no_families: bool = field(default=False, metadata=_help("only the top-k table"))
+
+    def __post_init__(self):
+        _require(
+            "projection",
+            "sizes",
+            self.sizes,
+            lambda v: v >= 1 and float(v).is_integer(),
+            "whole numbers >= 1",
+        )
+        _require("projection", "fractions", self.fractions, lambda v: 0 < v <= 1, "non-empty and in (0, 1]")
+        _known("projection", "methods", self.methods, PROJECTION_METHODS)
+        _require("projection", "repeats", self.repeats, lambda v: v >= 1, ">= 1")
+
+
+@dataclass(frozen=True)
+class OverheadBench:
+    """Solver step time against the plain optax step on one problem and batch."""
+
+    problem: str = "resnet"
+    size: str = "default"
+    batch_size: int = 64
+    repeats: int = 20
+    methods: tuple[str, ...] = field(default=OVERHEAD_METHODS, metadata=_help("comma-separated subset"))
+
+    def __post_init__(self):
+        _known("overhead", "methods", self.methods, OVERHEAD_METHODS)
+        _require("overhead", "batch_size", self.batch_size, lambda v: v >= 1, ">= 1")
+        _require("overhead", "repeats", self.repeats, lambda v: v >= 1, ">= 1")

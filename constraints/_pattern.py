@@ -1,0 +1,199 @@
+"""Kernel and tile patterns (PatDNN 3x3 kernel patterns, RT3 b x b tile patterns) with optional
+connectivity, and pattern-set mining from weights (docs/constraints.md, "Patterns")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._base import Constraint, Groups, check_float, check_sparsity, energy_dtype, fail, normalize_axes
+from ._block import block_grid, tile_view, untile_view
+from ._counting import kept_count
+from ._topk import ranking_key, top_k_mask
+
+
+def _as_pattern_array(patterns) -> np.ndarray:
+    array = np.asarray(patterns)
+    if array.ndim < 2 or array.shape[0] == 0:
+        raise ValueError(
+            f"Pattern: patterns must be a non-empty stack (count, *tile_shape), got shape {array.shape}"
+        )
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError("Pattern: patterns must hold only 0 and 1")
+    return array.astype(bool)
+
+
+def _nested_tuple(array: np.ndarray):
+    return tuple(_nested_tuple(a) for a in array) if array.ndim else bool(array)
+
+
+@dataclass(frozen=True)
+class Pattern(Constraint):
+    """Every tile of ``w`` along ``axes`` keeps a support inside one pattern of the set; with
+    ``connectivity`` (a sparsity over tiles) at most ``tiles - floor(connectivity * tiles)`` tiles
+    are nonzero.
+
+    ``patterns`` is 0/1 data of shape (count, *tile) with ``len(tile) == len(axes)``. By default a
+    tile is the whole extent of ``axes`` (PatDNN: ``axes=(0, 1)`` of a (3, 3, cin, cout) kernel,
+    one pattern per kernel) and that extent must equal the pattern shape; with ``tiles=True`` the
+    axes are cut into pattern-sized tiles, ragged edges cropping the pattern (RT3 tiles).
+
+    Exact: per tile the pattern of largest kept energy (ties: the lower pattern index), then the
+    top-k tiles by that kept energy (ties: lower tile index). This order is the true projection,
+    since a kept tile contributes its best pattern's energy and a dropped one nothing; PatDNN's
+    order (connectivity by raw kernel norm, then patterns) is not.
+    """
+
+    patterns: tuple
+    axes: tuple[int, ...]
+    connectivity: float | None = None
+    tiles: bool = False
+
+    def __post_init__(self):
+        array = _as_pattern_array(self.patterns)
+        object.__setattr__(self, "patterns", _nested_tuple(array))
+        object.__setattr__(self, "axes", tuple(self.axes))
+        if array.ndim - 1 != len(self.axes):
+            raise ValueError(
+                f"Pattern: patterns of tile shape {array.shape[1:]} need {array.ndim - 1} axes, "
+                f"got axes={self.axes}"
+            )
+        if self.connectivity is not None:
+            check_sparsity(self, self.connectivity, "connectivity")
+
+    @property
+    def pattern_array(self) -> np.ndarray:
+        return np.asarray(self.patterns, dtype=bool)
+
+    @property
+    def tile_shape(self) -> tuple[int, ...]:
+        return self.pattern_array.shape[1:]
+
+    def __repr__(self):
+        extra = "" if self.connectivity is None else f", connectivity={self.connectivity}"
+        tiled = ", tiles=True" if self.tiles else ""
+        count = self.pattern_array.shape[0]
+        return f"Pattern({count} patterns of {self.tile_shape}, axes={self.axes}{extra}{tiled})"
+
+    def check(self, shape, dtype, path="<array>"):
+        check_float(self, shape, dtype, path)
+        axes = normalize_axes(self, self.axes, shape, path)
+        extent = tuple(shape[a] for a in axes)
+        if not self.tiles and extent != self.tile_shape:
+            fail(
+                self,
+                path,
+                shape,
+                f"axes {self.axes} have extent {extent} but the patterns are {self.tile_shape}; "
+                "use patterns of that size, or tiles=True to cut the axes into pattern tiles",
+            )
+
+    def _axes(self, ndim):
+        return tuple(a % ndim for a in self.axes)
+
+    def _tiles(self, x, fill=0):
+        """(tiles, tile_size): every tile flattened; the non-tiled axes enumerate tiles too."""
+        tiled = tile_view(x, self._axes(x.ndim), self.tile_shape, fill)
+        size = int(np.prod(self.tile_shape))
+        return tiled.reshape(-1, size)
+
+    def _untile(self, flat_tiles, shape):
+        axes = self._axes(len(shape))
+        grid = block_grid(shape, axes, self.tile_shape)
+        rest = tuple(shape[a] for a in range(len(shape)) if a not in axes)
+        return untile_view(flat_tiles.reshape(grid + rest + self.tile_shape), shape, axes, self.tile_shape)
+
+    def count(self, shape) -> int:
+        axes = self._axes(len(shape))
+        rest = [shape[a] for a in range(len(shape)) if a not in axes]
+        return int(np.prod(block_grid(shape, axes, self.tile_shape) + tuple(rest), dtype=np.int64))
+
+    def _best(self, w):
+        """Per tile: the chosen pattern's mask (tiles, size) and its kept energy (tiles,)."""
+        energy = ranking_key(jnp.square(w.astype(energy_dtype(w.dtype))))
+        tiles = self._tiles(energy, fill=0)
+        pats = jnp.asarray(self.pattern_array.reshape(self.pattern_array.shape[0], -1))
+        nan_tile = jnp.any(tiles < 0, axis=1)
+        kept = jnp.where(tiles < 0, 0, tiles) @ pats.T.astype(tiles.dtype)  # (tiles, count)
+        choice = jnp.argmax(kept, axis=1)  # first maximum: lower pattern index on ties
+        best = jnp.take_along_axis(kept, choice[:, None], axis=1)[:, 0]
+        return pats[choice] & (tiles >= 0), jnp.where(nan_tile, jnp.nan, best)
+
+    def _mask(self, w, scale=None):
+        chosen, best = self._best(w)
+        if self.connectivity is not None:
+            keep = top_k_mask(best, kept_count(best.shape[0], self.connectivity, scale))
+            chosen = chosen & keep[:, None]
+        return self._untile(chosen, w.shape)
+
+    def _is_feasible(self, w):
+        support = self._tiles((w != 0).astype(jnp.float32))
+        pats = jnp.asarray(self.pattern_array.reshape(self.pattern_array.shape[0], -1))
+        outside = support @ (~pats).T.astype(jnp.float32)  # nonzeros outside each pattern
+        inside_some = jnp.any(outside == 0, axis=1)
+        ok = jnp.all(inside_some)
+        if self.connectivity is not None:
+            nonzero_tiles = jnp.sum(jnp.any(support > 0, axis=1))
+            ok = ok & (nonzero_tiles <= kept_count(support.shape[0], self.connectivity))
+        return ok
+
+    def groups(self, shape):
+        ids = np.arange(self.count(shape), dtype=np.int32)[:, None]
+        size = int(np.prod(self.tile_shape))
+        flat = np.broadcast_to(ids, (ids.shape[0], size))
+        with jax.ensure_compile_time_eval():  # host data, also when called while tracing
+            return Groups(np.asarray(self._untile(jnp.asarray(flat), tuple(shape))), int(ids.shape[0]))
+
+
+def mine_patterns(
+    w,
+    axes: tuple[int, ...],
+    tile_shape: tuple[int, ...],
+    nonzeros: int,
+    count: int,
+    always: tuple[tuple[int, ...], ...] = (),
+) -> np.ndarray:
+    """The ``count`` most frequent top-``nonzeros`` masks of the tiles of ``w`` (PatDNN, RT3).
+
+    Each tile of shape ``tile_shape`` along ``axes`` (ragged edges are skipped: a partial tile
+    has no full-size mask) keeps the positions in ``always`` (PatDNN: the centre ``(1, 1)``) plus
+    its largest |w| up to ``nonzeros`` in all (ties: the lower position). Masks are counted over
+    the tiles with a nonzero (RT3 mines the tiles that survived block pruning; an all-zero tile's
+    top-n is only the tie rule); equally frequent masks are ordered by first occurrence. Returns a bool array
+    (found, *tile_shape) with found <= count (fewer when fewer distinct masks occur). Host-side
+    numpy: a pattern set is data prepared once, not part of a jitted step.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    size = int(np.prod(tile_shape))
+    if not 0 < nonzeros <= size:
+        raise ValueError(f"mine_patterns: nonzeros must be in [1, {size}], got {nonzeros}")
+    if count <= 0:
+        raise ValueError(f"mine_patterns: count must be positive, got {count}")
+    axes = tuple(a % w.ndim for a in axes)
+    crop = [slice(None)] * w.ndim
+    for axis, extent in zip(axes, tile_shape):
+        crop[axis] = slice(0, (w.shape[axis] // extent) * extent)
+    w = w[tuple(crop)]
+    if any(w.shape[a] == 0 for a in axes):
+        raise ValueError(f"mine_patterns: no whole {tile_shape} tile fits along axes {axes} of {w.shape}")
+    tiles = np.asarray(tile_view(jnp.asarray(np.abs(w)), axes, tuple(tile_shape))).reshape(-1, size)
+    tiles = tiles[np.any(tiles != 0, axis=1)]
+    if not len(tiles):
+        raise ValueError(
+            f"mine_patterns: every whole {tile_shape} tile along axes {axes} of {w.shape} is zero"
+        )
+    forced = np.zeros(size, bool)
+    for position in always:
+        forced[np.ravel_multi_index(position, tile_shape)] = True
+    if forced.sum() > nonzeros:
+        raise ValueError(f"mine_patterns: {int(forced.sum())} forced positions exceed nonzeros={nonzeros}")
+    scores = np.where(forced, np.inf, np.nan_to_num(tiles, nan=-1.0))
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :nonzeros]
+    masks = np.zeros_like(tiles, dtype=bool)
+    np.put_along_axis(masks, order, True, axis=1)
+    unique, first, counts = np.unique(masks, axis=0, return_index=True, return_counts=True)
+    ranked = sorted(range(len(unique)), key=lambda i: (-counts[i], first[i]))[:count]
+    return unique[ranked].reshape(-1, *tile_shape)

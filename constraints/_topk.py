@@ -1,0 +1,366 @@
+"""The exact top-k selection kernel every projection uses (docs/constraints.md, "The top-k kernel").
+
+``top_k_mask(scores, k)`` marks the k largest scores of an array of any shape. The kept set is
+exactly the first k entries of a stable sort by (score descending, flat index ascending), where:
+
+* NaN ranks below every number and is never kept (fewer than k entries are kept only when fewer
+  than k scores are numbers);
+* +inf ranks above every finite score;
+* scores at or below ``TINY = 2**-100`` rank as ties of 0 (they are kept or dropped by index, never
+  by value); no float32 weight that small carries energy a float32 sum could see.
+
+Algorithm (no sort on large arrays; on XLA:CPU a sort or ``lax.top_k`` costs 100-2000 read passes):
+a counting search. ``G(u) = #(score > u)`` is one fused pass that sums the arithmetic indicator
+``min(max(score - u, 0) * 2**126, 1)`` in float32: exact for u >= TINY, and 4x faster than summing
+a boolean on XLA:CPU; rows of at most 2**24 elements keep the float32 sums exact. A strided sample
+gives the first probe (its estimate of the k-th score) and a Newton step (its local density);
+then secant steps aimed just past the target, safeguarded by regula falsi and bisection on the
+float bits, narrow a bracket (lo, hi] with G(hi) < k <= G(lo) until G(lo) == k (the kept set is
+``score > lo``) or (lo, hi] holds one tied value, whose ties are cut by flat index (one chunked
+count and a cumulative sum inside one chunk). A probe that falls into an empty gap is followed by a
+snap pass onto the nearest data value. Typically 6-10 passes at 1e7 entries; arrays of at most
+``sort_below`` entries use a stable argsort instead. ``prunax bench projection`` measures it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+TINY = 2.0**-100
+SORT_BELOW = 4096
+_SAMPLE = 16384
+_COUNT_SLICE = 2**24  # the longest row a float32 count sums (exact up to 2**24)
+_MAX_STEPS = 96
+
+
+def _work_dtype(dtype) -> jnp.dtype:
+    return jnp.float64 if dtype == jnp.float64 else jnp.float32
+
+
+def _indicator_greater(x, u):
+    """1.0 where x > u, else 0.0, without a boolean (exact for u >= TINY or x - u >= TINY)."""
+    big = jnp.asarray(2.0**126, x.dtype)
+    return jnp.minimum(jnp.maximum(x - u, 0) * big, 1)
+
+
+def _as_rows(flat):
+    """(R, C) view with C <= _COUNT_SLICE, zero-padded when R does not divide the size.
+
+    Float32 sums of 0/1 are exact up to 2**24, so counts sum each row in float32 and add the row
+    counts as int32. Zero padding is invisible to every count at u >= TINY, and sorts last.
+    """
+    n = flat.shape[0]
+    rows = -(-n // _COUNT_SLICE) if flat.dtype != jnp.float64 else 1
+    cols = -(-n // rows)
+    if rows * cols != n:
+        flat = jnp.pad(flat, (0, rows * cols - n))
+    return flat.reshape(rows, cols)
+
+
+def _count_greater(rows, u, score) -> jax.Array:
+    """``#(score(rows) > u)`` as int32, exact for u >= TINY."""
+    per_row = jnp.sum(_indicator_greater(score(rows), u), axis=1)
+    return jnp.sum(per_row.astype(jnp.int32), dtype=jnp.int32)
+
+
+def _next_up(x):
+    return jnp.nextafter(x, jnp.asarray(jnp.inf, x.dtype))
+
+
+def _bits_midpoint(lo, hi):
+    """The float whose bit pattern lies halfway between those of two non-negative floats."""
+    int_type = jnp.int64 if lo.dtype == jnp.float64 else jnp.int32
+    a = lax.bitcast_convert_type(lo, int_type)
+    b = lax.bitcast_convert_type(hi, int_type)
+    return lax.bitcast_convert_type(a + (b - a) // 2, lo.dtype)
+
+
+def _sample_estimate(rows, k, score):
+    """From a strided sample: an estimate of the k-th largest score and the local density of
+    scores around it (elements per unit of score), for a first probe and a Newton step."""
+    flat = rows.reshape(-1)
+    n = flat.shape[0]
+    m = min(n, _SAMPLE, max(256, 4 * math.isqrt(n)))
+    sample = jnp.sort(score(flat[:: n // m][:m]))[::-1]
+    rank = k.astype(sample.dtype) * (m / n)
+    spread = jnp.maximum(3.0 * jnp.sqrt(rank * jnp.maximum(1.0 - rank / m, 0.0)), 2.0)
+
+    def at(r):
+        return sample[jnp.clip(jnp.round(r), 0, m - 1).astype(jnp.int32)]
+
+    upper, lower = at(rank - spread), at(rank + spread)
+    density = (2 * spread * (n / m)) / jnp.maximum(upper - lower, jnp.finfo(sample.dtype).tiny)
+    return at(rank), density
+
+
+def _max_at_most(values, hi, score):
+    """max{score <= hi} for finite hi >= TINY, in one arithmetic pass."""
+    x = score(values)
+    big = jnp.asarray(jnp.finfo(x.dtype).max, x.dtype)
+    return jnp.max(jnp.minimum(x, hi) - _indicator_greater(x, hi) * big)
+
+
+def _min_above(values, lo, score):
+    """min{score > lo} for lo == -1 or lo >= TINY, in one arithmetic pass."""
+    x = score(values)
+    big = jnp.asarray(jnp.finfo(x.dtype).max, x.dtype)
+    return jnp.min(jnp.maximum(x, lo) + (1 - _indicator_greater(x, lo)) * big)
+
+
+class _Bracket(NamedTuple):
+    lo: jax.Array  # G(lo) = c_lo >= k
+    hi: jax.Array  # G(hi) = c_hi < k
+    c_lo: jax.Array
+    c_hi: jax.Array
+    f_lo: jax.Array  # Illinois-weighted residuals of f(u) = G(u) - k + 1/2 at the ends
+    f_hi: jax.Array
+    last_side: jax.Array  # +1: the last probe moved hi, -1: it moved lo
+    width_1: jax.Array  # bracket counts one, two and three probes ago, to detect stalls
+    width_2: jax.Array
+    width_3: jax.Array
+    u_1: jax.Array  # the last two probes and their f, for secant steps
+    f_1: jax.Array
+    u_2: jax.Array
+    f_2: jax.Array
+    forced: jax.Array  # the next probe when not NaN (set by a snap)
+    snap: jax.Array  # the last probe fell into an empty gap: move an end onto the data next
+    step: jax.Array
+
+
+def _search(rows, k, valid, score):
+    """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
+
+    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32
+    in [1, valid] and ``valid`` the number of non-NaN scores, so the search starts from
+    G(-1) == valid and G(inf) == 0. Each iteration is one pass. A probe counts G(u) at: the
+    sample's estimate; a Newton step with the sample's density; then the secant through the last
+    two probes, aimed past the target by about its own error (sqrt of the residual) so that probes
+    alternate sides, when it falls inside the bracket; else Illinois regula falsi; or bit
+    bisection when three probes shrank the bracket less than 2x. After a probe that lands in an
+    empty gap, a snap pass moves the nearer end onto the data (the largest score <= hi, or the
+    smallest > lo) and the next probe splits off that value, so a tie group costs two passes.
+    """
+    dtype = rows.dtype
+    tiny = jnp.asarray(TINY, dtype)
+    estimate, density = _sample_estimate(rows, k, score)
+    nan = jnp.asarray(jnp.nan, dtype)
+
+    def lowest_split(lo):
+        return jnp.maximum(_next_up(lo), tiny)
+
+    def cond(b):
+        return (b.c_lo != k) & (lowest_split(b.lo) < b.hi) & (b.step < _MAX_STEPS)
+
+    def probe(b):
+        width = b.c_lo - b.c_hi
+        base = jnp.maximum(b.lo, 0)
+        aim = -jnp.sign(b.f_1) * jnp.maximum(jnp.sqrt(jnp.abs(b.f_1)) - 1, 0)
+        secant = b.u_1 + (b.u_1 - b.u_2) * ((b.f_1 - aim) / (b.f_2 - b.f_1))
+        falsi = base + (b.hi - base) * (b.f_lo / (b.f_lo - b.f_hi))
+        interpolated = jnp.where((secant > b.lo) & (secant < b.hi), secant, falsi)
+        # bisection only inside a bracket both of whose ends came from probes
+        stalled = (2 * width > b.width_3) & jnp.isfinite(b.hi) & (b.lo >= 0)
+        bisected = _bits_midpoint(jnp.maximum(b.lo, tiny), b.hi)
+        u = jnp.where(jnp.isfinite(interpolated) & ~stalled, interpolated, bisected)
+        newton = b.u_1 + (b.f_1 - aim) / density
+        u = jnp.where(b.step == 0, estimate, jnp.where(b.step == 1, newton, u))
+        u = jnp.where(jnp.isnan(b.forced), u, b.forced)
+        u = jnp.clip(u, lowest_split(b.lo), jnp.nextafter(b.hi, b.lo))
+        count = _count_greater(rows, u, score)
+        f_u = (count - k).astype(dtype) + 0.5
+        moves_hi = count < k
+        again = jnp.where(moves_hi, 1, -1) == b.last_side
+        return _Bracket(
+            lo=jnp.where(moves_hi, b.lo, u),
+            hi=jnp.where(moves_hi, u, b.hi),
+            c_lo=jnp.where(moves_hi, b.c_lo, count),
+            c_hi=jnp.where(moves_hi, count, b.c_hi),
+            f_lo=jnp.where(moves_hi, jnp.where(again, b.f_lo / 2, b.f_lo), f_u),
+            f_hi=jnp.where(moves_hi, f_u, jnp.where(again, b.f_hi / 2, b.f_hi)),
+            last_side=jnp.where(moves_hi, 1, -1).astype(jnp.int32),
+            width_1=width,
+            width_2=b.width_1,
+            width_3=b.width_2,
+            u_1=u,
+            f_1=f_u,
+            u_2=b.u_1,
+            f_2=b.f_1,
+            forced=nan,
+            snap=(count == b.c_lo) | (count == b.c_hi),
+            step=b.step + 1,
+        )
+
+    def snap(b):
+        def onto_top():  # no data in (top, hi], so G(top) == c_hi; then split top off
+            top = _max_at_most(rows, b.hi, score)
+            return b._replace(hi=top, forced=jnp.nextafter(top, b.lo))
+
+        def onto_bottom():  # no data in (lo, bottom), so G(prev(bottom)) == c_lo
+            bottom = _min_above(rows, b.lo, score)
+            # lo stays -1 or >= TINY, where counts and snaps are exact; (0, TINY] is one tie group
+            above_tiny = bottom > tiny
+            lo = jnp.where(above_tiny, jnp.nextafter(bottom, b.lo), b.lo)
+            return b._replace(lo=lo, forced=jnp.maximum(bottom, tiny))
+
+        nearer_top = (k - b.c_hi <= b.c_lo - k + 1) & jnp.isfinite(b.hi)
+        moved = lax.cond(nearer_top, onto_top, onto_bottom)
+        return moved._replace(snap=jnp.asarray(False), step=b.step + 1)
+
+    def body(b):
+        return lax.cond(b.snap, snap, probe, b)
+
+    big = jnp.int32(2**31 - 1)
+    start = _Bracket(
+        lo=jnp.asarray(-1.0, dtype),
+        hi=jnp.asarray(jnp.inf, dtype),
+        c_lo=valid,
+        c_hi=jnp.int32(0),
+        f_lo=(valid - k).astype(dtype) + 0.5,
+        f_hi=(-k).astype(dtype) + 0.5,
+        last_side=jnp.int32(0),
+        width_1=big,
+        width_2=big,
+        width_3=big,
+        u_1=nan,
+        f_1=nan,
+        u_2=nan,
+        f_2=nan,
+        forced=nan,
+        snap=jnp.asarray(False),
+        step=jnp.int32(0),
+    )
+    b = lax.while_loop(cond, body, start)
+    return b.lo, b.hi, b.c_lo, b.c_hi
+
+
+def _first_ties_by_chunks(scores, lo, hi, wanted):
+    """Mask of the first ``wanted`` entries (flat order) with lo < score <= hi: tie counts of 64
+    chunks, then a cumulative sum inside the chunk holding the cut (about 7 passes at 1e7)."""
+    n = scores.shape[0]
+    chunks = min(64, n)
+    chunk = -(-n // chunks)
+    ties = (scores > lo) & (scores <= hi)
+    tie_rows = jnp.pad(ties, (0, chunks * chunk - n)).reshape(chunks, chunk).astype(jnp.float32)
+    per_row = jnp.sum(tie_rows, axis=1).astype(jnp.int32)
+    before = jnp.cumsum(per_row, dtype=jnp.int32) - per_row
+    row = jnp.sum(before < wanted, dtype=jnp.int32) - 1
+    local = jnp.cumsum(lax.dynamic_index_in_dim(tie_rows, row, keepdims=False), dtype=jnp.int32)
+    offset = jnp.sum(local < wanted - before[row], dtype=jnp.int32)
+    cutoff = row * chunk + offset + 1  # flat indices below the cutoff hold exactly `wanted` ties
+    return ties & (lax.iota(jnp.int32, n) < cutoff)
+
+
+def _first_ties_by_peeling(scores, lo, hi, wanted):
+    """The same mask for few wanted ties and n <= 2**24 (a float32 index is exact): each pass
+    finds the next tie's index as a min-reduction (about 3 read passes each)."""
+    n = scores.shape[0]
+    big = jnp.asarray(2.0**100, scores.dtype)
+    index = lax.iota(scores.dtype, n)
+    finite_hi = jnp.isfinite(hi)
+    # 0/1 without booleans; (lo, inf] has nothing above inf, and hi = inf would make inf - inf
+    tie = _indicator_greater(scores, lo) - _indicator_greater(scores, jnp.where(finite_hi, hi, 0)) * finite_hi
+
+    def next_tie(_, last):  # the smallest tie index above `last`
+        return jnp.min(index + (1 - tie) * big + jnp.maximum(last + 1 - index, 0) * big)
+
+    last = lax.fori_loop(0, wanted, next_tie, jnp.asarray(-1, scores.dtype))
+    return (scores > lo) & (scores <= hi) & (index <= last)
+
+
+_PEEL_AT_MOST = 2  # peeling costs ~3 passes per tie, the chunked cut ~7 in all
+
+
+def _first_ties(scores, lo, hi, wanted):
+    """Mask of the first ``wanted`` entries (flat order) with lo < ``scores()`` <= hi (some
+    exist). ``scores`` is a function, so that each branch computes it inside its own fusion."""
+    if scores().shape[0] > _COUNT_SLICE or scores().dtype == jnp.float64:
+        return _first_ties_by_chunks(scores(), lo, hi, wanted)
+    return lax.cond(
+        wanted <= _PEEL_AT_MOST,
+        lambda: _first_ties_by_peeling(scores(), lo, hi, wanted),
+        lambda: _first_ties_by_chunks(scores(), lo, hi, wanted),
+    )
+
+
+def _mask_by_search(values, k, valid, score):
+    """Flat mask of the top k of ``score(values)`` (flat, non-negative except -1 for NaN)."""
+    rows = _as_rows(values)
+    lo, hi, c_lo, c_hi = _search(rows, k, valid, score)
+
+    def scores():  # recomputed inside each branch, so |x| is never materialised
+        return score(values)
+
+    return lax.cond(
+        c_lo == k,
+        lambda: scores() > lo,
+        lambda: (scores() > hi) | _first_ties(scores, lo, hi, k - c_hi),
+    )
+
+
+def _mask_by_sort(scores, k):
+    n = scores.shape[0]
+    order = jnp.argsort(-scores, stable=True)
+    rank = jnp.zeros(n, jnp.int32).at[order].set(lax.iota(jnp.int32, n))
+    return (rank < k) & (scores >= 0)
+
+
+def ranking_key(scores):
+    """NaN -> -1 and scores at or below TINY -> 0: the order the search implements."""
+    scores = jnp.where(scores <= TINY, jnp.zeros_like(scores), scores)
+    return jnp.where(jnp.isnan(scores), -jnp.ones_like(scores), scores)
+
+
+def _identity(x):
+    return x
+
+
+def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int = SORT_BELOW):
+    """Boolean mask of the k largest scores (of ``|scores|`` when ``magnitude``), same shape.
+
+    ``k`` is an int, or a traced int scalar (gradual pruning changes it inside one compiled
+    step); k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores must be non-negative
+    or NaN unless ``magnitude`` is set. The module docstring gives the exact rule.
+    """
+    shape = scores.shape
+    n = math.prod(shape)
+    static = isinstance(k, (int, np.integer))
+    if n == 0 or (static and k <= 0):
+        return jnp.zeros(shape, bool)
+    flat = scores.reshape(-1).astype(_work_dtype(scores.dtype))
+    score = jnp.abs if magnitude else _identity
+    if static and k >= n:
+        return ~jnp.isnan(flat).reshape(shape)
+    if n <= sort_below:
+        return _mask_by_sort(ranking_key(score(flat)), k).reshape(shape)
+    kk = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
+    # One read pass: the sum of x * 0 is NaN iff x holds a NaN or an inf (XLA:CPU's max reduction
+    # does not propagate NaN, so it cannot serve as the check).
+    finite = jnp.isfinite(jnp.sum(flat * 0))
+
+    def clean():
+        def search():
+            return _mask_by_search(flat, kk, jnp.int32(n), score)
+
+        return search() if static else lax.cond(kk >= n, lambda: jnp.ones(n, bool), search)
+
+    def with_nans():  # also taken for inf, which needs no sanitising but is rare
+        nan = jnp.isnan(flat)
+        key = jnp.where(nan, -jnp.ones_like(flat), score(flat))
+        valid = jnp.int32(n) - jnp.sum(nan, dtype=jnp.int32)
+
+        def search():
+            return _mask_by_search(key, jnp.minimum(kk, valid), valid, _identity)
+
+        return lax.cond(kk >= valid, lambda: ~nan, search)
+
+    def select():
+        return lax.cond(finite, clean, with_nans)
+
+    mask = select() if static else lax.cond(kk <= 0, lambda: jnp.zeros(n, bool), select)
+    return mask.reshape(shape)

