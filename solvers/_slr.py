@@ -82,6 +82,64 @@ def _scaled_step(s, alpha, num, den):
     return jnp.where(ok, alpha * s * num / jnp.where(ok, den, 1.0), s)
 
 
+def _half_step(ok, s, u, w, z, rho):
+    """Λ ← Λ + s(W − Z) where ``ok`` holds, written on U = Λ/ρ."""
+    return [jnp.where(ok, b + (s / rho).astype(b.dtype) * (a - c), b) for a, b, c in zip(w, u, z)]
+
+
+def _multiplier_update(state, project, w, z, u, rho, M, r, soc2):
+    """Steps 1–3 of the module docstring at one multiplier update; returns the new (z, u, s, k)
+    and the SOC flags, with the scalars the next update compares against."""
+    loss = state.loss_sum / state.loss_steps.astype(jnp.float32)
+    k, s = state.k, state.step_size
+    # 1. SOC-1 and the first half-step, with Zᵏ⁻¹ = z.
+    soc1 = (loss + _penalty(w, z, u, rho) < state.loss_prev + state.penalty_prev) | (k == 1)
+    gap_mid = _gap(w, z)
+    s = jnp.where(soc1, _scaled_step(s, slr_alpha(k, M, r), state.gap_prev, gap_mid), s)
+    u1 = _half_step(soc1, s, u, w, z, rho)
+    k = k + soc1.astype(jnp.int32)
+    # 2. The Z-step, SOC-2 and the second half-step.
+    z_new = project([a + b for a, b in zip(w, u1)])
+    lower = _penalty(w, z_new, u1, rho) < _penalty(w, z, u1, rho)
+    if soc2 == "code":
+        lower = loss + _penalty(w, z_new, u1, rho) < state.loss_prev + _penalty(w, z, u1, rho)
+    soc2_ok = lower | (k == 1)
+    gap_new = _gap(w, z_new)
+    s = jnp.where(soc2_ok, _scaled_step(s, slr_alpha(k, M, r), gap_mid, gap_new), s)
+    u2 = _half_step(soc2_ok, s, u1, w, z_new, rho)
+    k = k + soc2_ok.astype(jnp.int32)
+    prev = (loss, _penalty(w, z_new, u2, rho), gap_new)
+    return z_new, u2, s, k, prev, soc1, soc2_ok
+
+
+def _initial_state(spec: Spec, params, rho: float, s0: float) -> SLRState:
+    """Z = Π(W⁰), Λ = 0, s = s⁰, and the true ‖W⁰ − Z⁰‖ for the first ratio."""
+    layout = Layout.of(spec, params, "slr")
+    w = layout.pick(params)
+    z = project_pick(spec, layout, params, w)
+    u = [jnp.zeros_like(x) for x in w]
+    residual, total = residuals(w, z)
+    return SLRState(
+        count=jnp.int32(0),
+        z=layout.build(z),
+        u=layout.build(u),
+        step_size=jnp.float32(s0),
+        k=jnp.int32(1),
+        updates=jnp.int32(0),
+        loss_sum=jnp.float32(0),
+        loss_steps=jnp.int32(0),
+        loss_prev=jnp.float32(jnp.inf),
+        penalty_prev=_penalty(w, z, u, jnp.float32(rho)),
+        gap_prev=_gap(w, z),
+        soc1=jnp.asarray(False),
+        soc2=jnp.asarray(False),
+        residual=layout.build(residual),
+        residual_total=total,
+        z_change=jnp.float32(0),
+        nonfinite=jnp.asarray(False),
+    )
+
+
 def slr(
     spec: Spec,
     rho: float = 0.1,
@@ -103,30 +161,7 @@ def slr(
         raise ValueError(f"slr: soc2 must be one of {SOC2_MODES}, got {soc2!r}")
 
     def init(params):
-        layout = Layout.of(spec, params, "slr")
-        w = layout.pick(params)
-        z = project_pick(spec, layout, params, w)
-        u = [jnp.zeros_like(x) for x in w]
-        residual, total = residuals(w, z)
-        return SLRState(
-            count=jnp.int32(0),
-            z=layout.build(z),
-            u=layout.build(u),
-            step_size=jnp.float32(s0),
-            k=jnp.int32(1),
-            updates=jnp.int32(0),
-            loss_sum=jnp.float32(0),
-            loss_steps=jnp.int32(0),
-            loss_prev=jnp.float32(jnp.inf),
-            penalty_prev=_penalty(w, z, u, jnp.float32(rho)),
-            gap_prev=_gap(w, z),
-            soc1=jnp.asarray(False),
-            soc2=jnp.asarray(False),
-            residual=layout.build(residual),
-            residual_total=total,
-            z_change=jnp.float32(0),
-            nonfinite=jnp.asarray(False),
-        )
+        return _initial_state(spec, params, rho, s0)
 
     def update(grads, state, params=None, **extra_args):
         require_params("slr", params)
@@ -143,48 +178,18 @@ def slr(
         run = is_due & ok & w_ok & (state.loss_steps > 0)
 
         def multiplier_update():
-            loss = state.loss_sum / state.loss_steps.astype(jnp.float32)
-            k, s = state.k, state.step_size
-            # 1. SOC-1 and the first half-step, with Zᵏ⁻¹ = z.
-            soc1 = (loss + _penalty(w, z, u, rho_) < state.loss_prev + state.penalty_prev) | (k == 1)
-            gap_mid = _gap(w, z)
-            s1 = _scaled_step(s, slr_alpha(k, M, r), state.gap_prev, gap_mid)
-            s = jnp.where(soc1, s1, s)
-            u1 = [jnp.where(soc1, b + (s / rho_).astype(b.dtype) * (a - c), b) for a, b, c in zip(w, u, z)]
-            k = k + soc1.astype(jnp.int32)
-            # 2. The Z-step, SOC-2 and the second half-step.
-            z_new = project_pick(spec, layout, params, [a + b for a, b in zip(w, u1)])
-            lower = _penalty(w, z_new, u1, rho_) < _penalty(w, z, u1, rho_)
-            if soc2 == "code":
-                lower = loss + _penalty(w, z_new, u1, rho_) < state.loss_prev + _penalty(w, z, u1, rho_)
-            soc2_ok = lower | (k == 1)
-            gap_new = _gap(w, z_new)
-            s2 = _scaled_step(s, slr_alpha(k, M, r), gap_mid, gap_new)
-            s = jnp.where(soc2_ok, s2, s)
-            u2 = [
-                jnp.where(soc2_ok, b + (s / rho_).astype(b.dtype) * (a - c), b)
-                for a, b, c in zip(w, u1, z_new)
-            ]
-            k = k + soc2_ok.astype(jnp.int32)
+            project = lambda v: project_pick(spec, layout, params, v)  # noqa: E731
+            z_new, u_new, s, k, prev, soc1, soc2_ok = _multiplier_update(
+                state, project, w, z, u, rho_, M, r, soc2
+            )
             residual, total, change = diagnostics(w, z_new, z)
-            prev = (loss, _penalty(w, z_new, u2, rho_), gap_new)
-            return z_new, u2, s, k, state.updates + 1, prev, soc1, soc2_ok, residual, total, change
+            return z_new, u_new, s, k, state.updates + 1, prev, soc1, soc2_ok, residual, total, change
 
         def keep():
             prev = (state.loss_prev, state.penalty_prev, state.gap_prev)
-            return (
-                z,
-                u,
-                state.step_size,
-                state.k,
-                state.updates,
-                prev,
-                state.soc1,
-                state.soc2,
-                layout.pick(state.residual),
-                state.residual_total,
-                state.z_change,
-            )
+            residual = layout.pick(state.residual)
+            flags = (state.soc1, state.soc2, residual, state.residual_total, state.z_change)
+            return (z, u, state.step_size, state.k, state.updates, prev, *flags)
 
         z, u, s, k, updates, prev, soc1, soc2_ok, residual, total, change = lax.cond(
             run, multiplier_update, keep

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from prunax.constraints._topk import top_k_mask
+from prunax.constraints import top_k_mask
 
 METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass")
 
