@@ -133,90 +133,79 @@ class _Bracket(NamedTuple):
     step: jax.Array
 
 
-def _search(rows, k, valid, score):
-    """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
+def _lowest_split(lo, tiny):
+    return jnp.maximum(_next_up(lo), tiny)
 
-    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32
-    in [1, valid] and ``valid`` the number of non-NaN scores, so the search starts from
-    G(-1) == valid and G(inf) == 0. Each iteration is one pass. A probe counts G(u) at: the
-    sample's estimate; a Newton step with the sample's density; then the secant through the last
-    two probes, aimed past the target by about its own error (sqrt of the residual) so that probes
-    alternate sides, when it falls inside the bracket; else Illinois regula falsi; or bit
-    bisection when three probes shrank the bracket less than 2x. After a probe that lands in an
-    empty gap, a snap pass moves the nearer end onto the data (the largest score <= hi, or the
-    smallest > lo) and the next probe splits off that value, so a tie group costs two passes.
-    """
+
+def _probe(b: _Bracket, rows, k, score, estimate, density) -> _Bracket:
+    """One counting pass at the next probe u (estimate, Newton, secant, falsi or bisection)."""
     dtype = rows.dtype
     tiny = jnp.asarray(TINY, dtype)
-    estimate, density = _sample_estimate(rows, k, score)
-    nan = jnp.asarray(jnp.nan, dtype)
+    width = b.c_lo - b.c_hi
+    base = jnp.maximum(b.lo, 0)
+    aim = -jnp.sign(b.f_1) * jnp.maximum(jnp.sqrt(jnp.abs(b.f_1)) - 1, 0)
+    secant = b.u_1 + (b.u_1 - b.u_2) * ((b.f_1 - aim) / (b.f_2 - b.f_1))
+    falsi = base + (b.hi - base) * (b.f_lo / (b.f_lo - b.f_hi))
+    interpolated = jnp.where((secant > b.lo) & (secant < b.hi), secant, falsi)
+    # bisection only inside a bracket both of whose ends came from probes
+    stalled = (2 * width > b.width_3) & jnp.isfinite(b.hi) & (b.lo >= 0)
+    bisected = _bits_midpoint(jnp.maximum(b.lo, tiny), b.hi)
+    u = jnp.where(jnp.isfinite(interpolated) & ~stalled, interpolated, bisected)
+    newton = b.u_1 + (b.f_1 - aim) / density
+    u = jnp.where(b.step == 0, estimate, jnp.where(b.step == 1, newton, u))
+    u = jnp.where(jnp.isnan(b.forced), u, b.forced)
+    u = jnp.clip(u, _lowest_split(b.lo, tiny), jnp.nextafter(b.hi, b.lo))
+    count = _count_greater(rows, u, score)
+    f_u = (count - k).astype(dtype) + 0.5
+    moves_hi = count < k
+    again = jnp.where(moves_hi, 1, -1) == b.last_side
+    return _Bracket(
+        lo=jnp.where(moves_hi, b.lo, u),
+        hi=jnp.where(moves_hi, u, b.hi),
+        c_lo=jnp.where(moves_hi, b.c_lo, count),
+        c_hi=jnp.where(moves_hi, count, b.c_hi),
+        f_lo=jnp.where(moves_hi, jnp.where(again, b.f_lo / 2, b.f_lo), f_u),
+        f_hi=jnp.where(moves_hi, f_u, jnp.where(again, b.f_hi / 2, b.f_hi)),
+        last_side=jnp.where(moves_hi, 1, -1).astype(jnp.int32),
+        width_1=width,
+        width_2=b.width_1,
+        width_3=b.width_2,
+        u_1=u,
+        f_1=f_u,
+        u_2=b.u_1,
+        f_2=b.f_1,
+        forced=jnp.asarray(jnp.nan, dtype),
+        snap=(count == b.c_lo) | (count == b.c_hi),
+        step=b.step + 1,
+    )
 
-    def lowest_split(lo):
-        return jnp.maximum(_next_up(lo), tiny)
 
-    def cond(b):
-        return (b.c_lo != k) & (lowest_split(b.lo) < b.hi) & (b.step < _MAX_STEPS)
+def _snap(b: _Bracket, rows, k, score) -> _Bracket:
+    """After a probe in an empty gap: move the nearer end onto the data, and force the next
+    probe to split that value off."""
+    tiny = jnp.asarray(TINY, rows.dtype)
 
-    def probe(b):
-        width = b.c_lo - b.c_hi
-        base = jnp.maximum(b.lo, 0)
-        aim = -jnp.sign(b.f_1) * jnp.maximum(jnp.sqrt(jnp.abs(b.f_1)) - 1, 0)
-        secant = b.u_1 + (b.u_1 - b.u_2) * ((b.f_1 - aim) / (b.f_2 - b.f_1))
-        falsi = base + (b.hi - base) * (b.f_lo / (b.f_lo - b.f_hi))
-        interpolated = jnp.where((secant > b.lo) & (secant < b.hi), secant, falsi)
-        # bisection only inside a bracket both of whose ends came from probes
-        stalled = (2 * width > b.width_3) & jnp.isfinite(b.hi) & (b.lo >= 0)
-        bisected = _bits_midpoint(jnp.maximum(b.lo, tiny), b.hi)
-        u = jnp.where(jnp.isfinite(interpolated) & ~stalled, interpolated, bisected)
-        newton = b.u_1 + (b.f_1 - aim) / density
-        u = jnp.where(b.step == 0, estimate, jnp.where(b.step == 1, newton, u))
-        u = jnp.where(jnp.isnan(b.forced), u, b.forced)
-        u = jnp.clip(u, lowest_split(b.lo), jnp.nextafter(b.hi, b.lo))
-        count = _count_greater(rows, u, score)
-        f_u = (count - k).astype(dtype) + 0.5
-        moves_hi = count < k
-        again = jnp.where(moves_hi, 1, -1) == b.last_side
-        return _Bracket(
-            lo=jnp.where(moves_hi, b.lo, u),
-            hi=jnp.where(moves_hi, u, b.hi),
-            c_lo=jnp.where(moves_hi, b.c_lo, count),
-            c_hi=jnp.where(moves_hi, count, b.c_hi),
-            f_lo=jnp.where(moves_hi, jnp.where(again, b.f_lo / 2, b.f_lo), f_u),
-            f_hi=jnp.where(moves_hi, f_u, jnp.where(again, b.f_hi / 2, b.f_hi)),
-            last_side=jnp.where(moves_hi, 1, -1).astype(jnp.int32),
-            width_1=width,
-            width_2=b.width_1,
-            width_3=b.width_2,
-            u_1=u,
-            f_1=f_u,
-            u_2=b.u_1,
-            f_2=b.f_1,
-            forced=nan,
-            snap=(count == b.c_lo) | (count == b.c_hi),
-            step=b.step + 1,
-        )
+    def onto_top():  # no data in (top, hi], so G(top) == c_hi; then split top off
+        top = _max_at_most(rows, b.hi, score)
+        return b._replace(hi=top, forced=jnp.nextafter(top, b.lo))
 
-    def snap(b):
-        def onto_top():  # no data in (top, hi], so G(top) == c_hi; then split top off
-            top = _max_at_most(rows, b.hi, score)
-            return b._replace(hi=top, forced=jnp.nextafter(top, b.lo))
+    def onto_bottom():  # no data in (lo, bottom), so G(prev(bottom)) == c_lo
+        bottom = _min_above(rows, b.lo, score)
+        # lo stays -1 or >= TINY, where counts and snaps are exact; (0, TINY] is one tie group
+        above_tiny = bottom > tiny
+        lo = jnp.where(above_tiny, jnp.nextafter(bottom, b.lo), b.lo)
+        return b._replace(lo=lo, forced=jnp.maximum(bottom, tiny))
 
-        def onto_bottom():  # no data in (lo, bottom), so G(prev(bottom)) == c_lo
-            bottom = _min_above(rows, b.lo, score)
-            # lo stays -1 or >= TINY, where counts and snaps are exact; (0, TINY] is one tie group
-            above_tiny = bottom > tiny
-            lo = jnp.where(above_tiny, jnp.nextafter(bottom, b.lo), b.lo)
-            return b._replace(lo=lo, forced=jnp.maximum(bottom, tiny))
+    nearer_top = (k - b.c_hi <= b.c_lo - k + 1) & jnp.isfinite(b.hi)
+    moved = lax.cond(nearer_top, onto_top, onto_bottom)
+    return moved._replace(snap=jnp.asarray(False), step=b.step + 1)
 
-        nearer_top = (k - b.c_hi <= b.c_lo - k + 1) & jnp.isfinite(b.hi)
-        moved = lax.cond(nearer_top, onto_top, onto_bottom)
-        return moved._replace(snap=jnp.asarray(False), step=b.step + 1)
 
-    def body(b):
-        return lax.cond(b.snap, snap, probe, b)
-
+def _start(k, valid, dtype) -> _Bracket:
+    """The bracket (-1, inf] with G(-1) == valid and G(inf) == 0."""
     big = jnp.int32(2**31 - 1)
-    start = _Bracket(
+    nan = jnp.asarray(jnp.nan, dtype)
+    return _Bracket(
         lo=jnp.asarray(-1.0, dtype),
         hi=jnp.asarray(jnp.inf, dtype),
         c_lo=valid,
@@ -235,7 +224,33 @@ def _search(rows, k, valid, score):
         snap=jnp.asarray(False),
         step=jnp.int32(0),
     )
-    b = lax.while_loop(cond, body, start)
+
+
+def _search(rows, k, valid, score):
+    """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
+
+    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32
+    in [1, valid] and ``valid`` the number of non-NaN scores, so the search starts from
+    G(-1) == valid and G(inf) == 0. Each iteration is one pass. A probe counts G(u) at: the
+    sample's estimate; a Newton step with the sample's density; then the secant through the last
+    two probes, aimed past the target by about its own error (sqrt of the residual) so that probes
+    alternate sides, when it falls inside the bracket; else Illinois regula falsi; or bit
+    bisection when three probes shrank the bracket less than 2x. After a probe that lands in an
+    empty gap, a snap pass moves the nearer end onto the data (the largest score <= hi, or the
+    smallest > lo) and the next probe splits off that value, so a tie group costs two passes.
+    """
+    tiny = jnp.asarray(TINY, rows.dtype)
+    estimate, density = _sample_estimate(rows, k, score)
+
+    def cond(b):
+        return (b.c_lo != k) & (_lowest_split(b.lo, tiny) < b.hi) & (b.step < _MAX_STEPS)
+
+    def body(b):
+        return lax.cond(
+            b.snap, lambda: _snap(b, rows, k, score), lambda: _probe(b, rows, k, score, estimate, density)
+        )
+
+    b = lax.while_loop(cond, body, _start(k, valid, rows.dtype))
     return b.lo, b.hi, b.c_lo, b.c_hi
 
 
