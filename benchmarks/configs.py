@@ -18,21 +18,37 @@ PROJECTION_METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass"
 ALLOCATION_STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster
 
 
+class SettingError(ValueError):
+    """A study setting out of range or unknown; ``setting`` names the field (the command line
+    names its flag)."""
+
+    def __init__(self, message: str, setting: str):
+        super().__init__(message)
+        self.setting = setting
+
+
 def _help(text: str, **extra) -> dict:
+    """Field metadata: ``help`` for the flag, and optionally ``flag`` (its name when it is not the
+    field's) and ``item`` (what one comma-separated ``a:b`` item of a pair-list field holds)."""
     return {"help": text, **extra}
 
 
 def _require(study: str, name: str, values, ok, rule: str) -> None:
-    """A ValueError naming the study, the setting, the rule and the value when ``ok`` fails."""
-    values = list(values) if isinstance(values, tuple | list) else [values]
-    if not values or not all(ok(v) for v in values):
-        raise ValueError(f"{study}: {name} must be {rule}, got {values if len(values) != 1 else values[0]}")
+    """A SettingError naming the study, the setting, the rule ("be >= 1", "lie in (0, 1)") and the
+    value when ``ok`` fails for any (or there is no) value."""
+    many = isinstance(values, tuple | list)
+    checked = list(values) if many else [values]
+    if not checked or not all(ok(v) for v in checked):
+        shown = values[0] if many and len(values) == 1 else values
+        raise SettingError(f"{study}: {name} must {rule}, got {shown}", name)
 
 
 def _known(study: str, name: str, values, valid) -> None:
     unknown = [v for v in values if v not in valid]
     if unknown or not values:
-        raise ValueError(f"{study}: unknown {name} {unknown or '(none given)'}; valid: {tuple(valid)}")
+        raise SettingError(
+            f"{study}: unknown {name} {unknown or '(none given)'}; valid: {tuple(valid)}", name
+        )
 
 
 @dataclass(frozen=True)
@@ -48,8 +64,8 @@ class ConvergenceStudy:
         default=(0.8, 0.9, 0.95), metadata=_help("e.g. 0.8,0.9,0.95", flag="sparsity")
     )
     seeds: tuple[int, ...] = field(default=(0,), metadata=_help("e.g. 0,1,2"))
-    solve_epochs: int = 2
-    retrain_epochs: int = 2
+    solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
+    retrain_epochs: int = field(default=2, metadata=_help("masked retraining epochs after the hard prune"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate (solve and retrain)"))
     structure: str = field(
         default="unstructured", metadata=_help("unstructured or a group of the problem (block16, ...)")
@@ -57,11 +73,11 @@ class ConvergenceStudy:
 
     def __post_init__(self):
         _known("convergence", "methods", self.methods, CONVERGENCE_METHODS)
-        _require("convergence", "sparsities", self.sparsities, lambda s: 0 < s < 1, "in (0, 1)")
-        _require("convergence", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
-        _require("convergence", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, ">= 0")
-        _require("convergence", "seeds", self.seeds, lambda v: v >= 0, "non-empty and >= 0")
-        _require("convergence", "lr", self.lr, lambda v: v > 0, "> 0")
+        _require("convergence", "sparsities", self.sparsities, lambda s: 0 < s < 1, "lie in (0, 1)")
+        _require("convergence", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("convergence", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("convergence", "seeds", self.seeds, lambda v: v >= 0, "be non-empty and >= 0")
+        _require("convergence", "lr", self.lr, lambda v: v > 0, "be > 0")
 
     def runs(self) -> list[tuple[str, float, int]]:
         return [(m, s, seed) for seed in self.seeds for s in self.sparsities for m in self.methods]
@@ -86,17 +102,22 @@ class DistillationStudy:
     size: str = field(default="default", metadata=_help("bert size (test: the tiny smoke model)"))
     settings: tuple[tuple[str, float], ...] = field(
         default=(("unstructured", 0.9), ("block16", 0.5)),
-        metadata=_help("structure:sparsity items, e.g. unstructured:0.9,neuron:0.5"),
+        metadata=_help(
+            "structure:sparsity items, e.g. unstructured:0.9,neuron:0.5", item="structure:sparsity"
+        ),
     )
     methods: tuple[str, ...] = field(
         default=DISTILLATION_METHODS, metadata=_help(",".join(DISTILLATION_METHODS))
     )
-    prune_epochs: int = 2
-    replace_epochs: int = 1
-    finetune_epochs: int = 1
+    prune_epochs: int = field(
+        default=2,
+        metadata=_help("pruning-stage epochs (cubic sparsity schedule, layers mixed from the teacher)"),
+    )
+    replace_epochs: int = field(default=1, metadata=_help("epochs while the replacing rate goes to 1"))
+    finetune_epochs: int = field(default=1, metadata=_help("fine-tuning epochs of the pruned student alone"))
     lr: float = field(default=1e-4, metadata=_help("peak AdamW learning rate (restarted per stage)"))
     p0: float = field(default=0.8, metadata=_help("layer replacing rate at the start"))
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata=_help("distillation temperature"))
     updates: int = field(default=12, metadata=_help("mask updates in the pruning stage"))
     seed: int = field(default=0, metadata=_help("seed of the dense teacher, batches and layer draws"))
 
@@ -107,12 +128,12 @@ class DistillationStudy:
             "settings",
             [s for _, s in self.settings],
             lambda s: 0 < s < 1,
-            "non-empty, sparsities in (0, 1)",
+            "be non-empty, sparsities in (0, 1)",
         )
-        _require("spd", "prune_epochs", self.prune_epochs, lambda v: v >= 1, ">= 1")
-        _require("spd", "replace_epochs", self.replace_epochs, lambda v: v >= 1, ">= 1")
-        _require("spd", "finetune_epochs", self.finetune_epochs, lambda v: v >= 0, ">= 0")
-        _require("spd", "p0", self.p0, lambda v: 0 < v <= 1, "in (0, 1]")
+        _require("spd", "prune_epochs", self.prune_epochs, lambda v: v >= 1, "be >= 1")
+        _require("spd", "replace_epochs", self.replace_epochs, lambda v: v >= 1, "be >= 1")
+        _require("spd", "finetune_epochs", self.finetune_epochs, lambda v: v >= 0, "be >= 0")
+        _require("spd", "p0", self.p0, lambda v: 0 < v <= 1, "lie in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -123,23 +144,23 @@ class FormsStudy:
     structures: tuple[str, ...] = field(
         default=("unstructured", "column"), metadata=_help("unstructured and/or resnet groups")
     )
-    sparsity: float = 0.8
+    sparsity: float = field(default=0.8, metadata=_help("sparsity of every structure"))
     fragments: tuple[int, ...] = field(
         default=(4, 8, 16), metadata=_help("fragment sizes (a run without polarity is added)")
     )
-    solve_epochs: int = 2
-    retrain_epochs: int = 2
+    solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
+    retrain_epochs: int = field(default=2, metadata=_help("masked retraining epochs after the hard prune"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate (solve and retrain)"))
-    seed: int = 0
+    seed: int = field(default=0, metadata=_help("seed of the dense start, batches and draws"))
     windows: int = field(default=256, metadata=_help("im2col windows sampled per layer for zero-skipping"))
 
     def __post_init__(self):
-        _require("forms", "structures", self.structures, lambda v: bool(v), "non-empty")
-        _require("forms", "sparsity", self.sparsity, lambda v: 0 < v < 1, "in (0, 1)")
-        _require("forms", "fragments", self.fragments, lambda v: v >= 1, "non-empty and >= 1")
-        _require("forms", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
-        _require("forms", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, ">= 0")
-        _require("forms", "windows", self.windows, lambda v: v >= 1, ">= 1")
+        _require("forms", "structures", self.structures, lambda v: bool(v), "be non-empty")
+        _require("forms", "sparsity", self.sparsity, lambda v: 0 < v < 1, "lie in (0, 1)")
+        _require("forms", "fragments", self.fragments, lambda v: v >= 1, "be non-empty and >= 1")
+        _require("forms", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("forms", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("forms", "windows", self.windows, lambda v: v >= 1, "be >= 1")
 
     def runs(self) -> list[tuple[str, int | None]]:
         """(structure, fragment) pairs; fragment None is the run without a polarity constraint."""
@@ -151,27 +172,29 @@ class AllocationStudy:
     """Per-layer sparsities from measured latency vs uniform sparsity, within the same latency."""
 
     problem: str = field(default="resnet", metadata=_help("resnet (filters) or bert (output columns)"))
-    size: str = "default"
+    size: str = field(default="default", metadata=_help("problem size (test: the smoke size)"))
     sparsity: float = field(default=0.5, metadata=_help("uniform reference; its latency is the budget"))
-    solve_epochs: int = 2
-    retrain_epochs: int = 2
+    solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
+    retrain_epochs: int = field(default=2, metadata=_help("masked retraining epochs after the hard prune"))
     lr: float | None = field(
         default=None, metadata=_help("Adam learning rate (default: resnet 1e-3, bert 1e-4)")
     )
-    seed: int = 0
+    seed: int = field(default=0, metadata=_help("seed of the dense start, batches and draws"))
     repeats: int = field(default=10, metadata=_help("timed calls per layer and sparsity"))
 
     def __post_init__(self):
         if self.problem not in ALLOCATION_STRUCTURES:
-            raise ValueError(
-                f"allocation: studies exist for {sorted(ALLOCATION_STRUCTURES)}, got problem {self.problem!r}"
+            raise SettingError(
+                f"allocation: studies exist for {sorted(ALLOCATION_STRUCTURES)}, "
+                f"got problem {self.problem!r}",
+                "problem",
             )
         if self.lr is None:  # Adam 1e-3 wrecks the pretrained MiniLM
             object.__setattr__(self, "lr", {"resnet": 1e-3, "bert": 1e-4}[self.problem])
-        _require("allocation", "sparsity", self.sparsity, lambda v: 0 < v < 1, "in (0, 1)")
-        _require("allocation", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
-        _require("allocation", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, ">= 0")
-        _require("allocation", "repeats", self.repeats, lambda v: v >= 1, ">= 1")
+        _require("allocation", "sparsity", self.sparsity, lambda v: 0 < v < 1, "lie in (0, 1)")
+        _require("allocation", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("allocation", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("allocation", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")
 
 
 @dataclass(frozen=True)
@@ -180,9 +203,9 @@ class RT3Study:
 
     size: str = field(default="default", metadata=_help("bert size (test: the tiny BERT)"))
     tile: int = field(default=16, metadata=_help("block and pattern tile side b"))
-    block_sparsity: float = 0.5
-    solve_epochs: int = 2
-    retrain_epochs: int = 1
+    block_sparsity: float = field(default=0.5, metadata=_help("fraction of tiles removed by block pruning"))
+    solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
+    retrain_epochs: int = field(default=1, metadata=_help("masked retraining epochs after the hard prune"))
     shared_epochs: int = field(
         default=2, metadata=_help("level-aware training (a candidate's masks per step)")
     )
@@ -196,22 +219,22 @@ class RT3Study:
     )
     steps: int = field(default=200, metadata=_help("REINFORCE steps (batches of 8 per level)"))
     penalty: float = field(default=10.0, metadata=_help("reward lost per unit of budget overshoot"))
-    seed: int = 0
+    seed: int = field(default=0, metadata=_help("seed of the dense start, batches and draws"))
 
     def __post_init__(self):
-        _require("rt3", "tile", self.tile, lambda v: v >= 1, ">= 1")
-        _require("rt3", "block_sparsity", self.block_sparsity, lambda v: 0 <= v < 1, "in [0, 1)")
-        _require("rt3", "densities", self.densities, lambda v: 0 < v <= 1, "non-empty and in (0, 1]")
-        _require("rt3", "set_sizes", self.set_sizes, lambda v: v >= 1, "non-empty and >= 1")
+        _require("rt3", "tile", self.tile, lambda v: v >= 1, "be >= 1")
+        _require("rt3", "block_sparsity", self.block_sparsity, lambda v: 0 <= v < 1, "lie in [0, 1)")
+        _require("rt3", "densities", self.densities, lambda v: 0 < v <= 1, "be non-empty and in (0, 1]")
+        _require("rt3", "set_sizes", self.set_sizes, lambda v: v >= 1, "be non-empty and >= 1")
         _require(
             "rt3",
             "frequencies",
             self.frequencies,
             lambda v: 0 < v <= 1,
-            "non-empty and in (0, 1] (relative to the top level)",
+            "be non-empty and in (0, 1] (relative to the top level)",
         )
-        _require("rt3", "solve_epochs", self.solve_epochs, lambda v: v >= 1, ">= 1")
-        _require("rt3", "steps", self.steps, lambda v: v >= 1, ">= 1")
+        _require("rt3", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("rt3", "steps", self.steps, lambda v: v >= 1, "be >= 1")
 
     @property
     def candidates(self) -> list[tuple[float, int] | None]:
@@ -229,8 +252,8 @@ class BiasStudy:
     epochs: int = field(default=1, metadata=_help("embedding-preserving retraining epochs (0: none)"))
 
     def __post_init__(self):
-        _require("bias", "sparsities", self.sparsities, lambda s: 0 < s < 1, "non-empty and in (0, 1)")
-        _require("bias", "epochs", self.epochs, lambda v: v >= 0, ">= 0")
+        _require("bias", "sparsities", self.sparsities, lambda s: 0 < s < 1, "be non-empty and in (0, 1)")
+        _require("bias", "epochs", self.epochs, lambda v: v >= 0, "be >= 0")
 
 
 @dataclass(frozen=True)
@@ -241,8 +264,8 @@ class SupportStudy:
     instances: int = field(default=100, metadata=_help("instances per seed"))
 
     def __post_init__(self):
-        _require("support", "seeds", self.seeds, lambda v: v >= 1, ">= 1")
-        _require("support", "instances", self.instances, lambda v: v >= 1, ">= 1")
+        _require("support", "seeds", self.seeds, lambda v: v >= 1, "be >= 1")
+        _require("support", "instances", self.instances, lambda v: v >= 1, "be >= 1")
 
 
 @dataclass(frozen=True)
@@ -252,7 +275,7 @@ class ProjectionBench:
     sizes: tuple[float, ...] = field(default=(1e5, 1e6, 1e7), metadata=_help("e.g. 1e5,1e6,1e7,3e7"))
     fractions: tuple[float, ...] = field(default=(0.5, 0.1, 0.01), metadata=_help("kept fractions k/n"))
     methods: tuple[str, ...] = field(default=PROJECTION_METHODS, metadata=_help("comma-separated subset"))
-    repeats: int = 7
+    repeats: int = field(default=7, metadata=_help("timed calls per measurement (median)"))
     no_families: bool = field(default=False, metadata=_help("only the top-k table"))
 
     def __post_init__(self):
@@ -261,24 +284,26 @@ class ProjectionBench:
             "sizes",
             self.sizes,
             lambda v: v >= 1 and float(v).is_integer(),
-            "whole numbers >= 1",
+            "be whole numbers >= 1",
         )
-        _require("projection", "fractions", self.fractions, lambda v: 0 < v <= 1, "non-empty and in (0, 1]")
+        _require(
+            "projection", "fractions", self.fractions, lambda v: 0 < v <= 1, "be non-empty and in (0, 1]"
+        )
         _known("projection", "methods", self.methods, PROJECTION_METHODS)
-        _require("projection", "repeats", self.repeats, lambda v: v >= 1, ">= 1")
+        _require("projection", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")
 
 
 @dataclass(frozen=True)
 class OverheadBench:
     """Solver step time against the plain optax step on one problem and batch."""
 
-    problem: str = "resnet"
-    size: str = "default"
-    batch_size: int = 64
-    repeats: int = 20
+    problem: str = field(default="resnet", metadata=_help("see `prunax problems`"))
+    size: str = field(default="default", metadata=_help("problem size (test: the smoke size)"))
+    batch_size: int = field(default=64, metadata=_help("batch of the timed steps"))
+    repeats: int = field(default=20, metadata=_help("timed calls per measurement (median)"))
     methods: tuple[str, ...] = field(default=OVERHEAD_METHODS, metadata=_help("comma-separated subset"))
 
     def __post_init__(self):
         _known("overhead", "methods", self.methods, OVERHEAD_METHODS)
-        _require("overhead", "batch_size", self.batch_size, lambda v: v >= 1, ">= 1")
-        _require("overhead", "repeats", self.repeats, lambda v: v >= 1, ">= 1")
+        _require("overhead", "batch_size", self.batch_size, lambda v: v >= 1, "be >= 1")
+        _require("overhead", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")

@@ -1,4 +1,5 @@
-"""What every constraint is: a downward-closed set of arrays whose projection is a mask (docs/constraints.md, "The one idea").
+"""What every constraint is: a downward-closed set of arrays whose projection is a mask
+(docs/constraints.md, "The one idea").
 
 A constraint is a frozen, hashable dataclass holding static configuration only, so it can be a
 static argument of ``jax.jit``. Subclasses implement ``_mask``, ``_is_feasible`` and ``groups``
@@ -18,9 +19,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Groups:
-    """The group structure a penalty method uses (docs/constraints.md, "Groups"): ``ids`` has the leaf's shape and
-    numbers the groups 0..count-1; the hard prune of the same constraint keeps or drops whole
-    groups (Block, Pattern tiles) or entries (Unstructured: one group per entry)."""
+    """The group structure a penalty method uses (docs/constraints.md, "Groups"): ``ids`` has the
+    leaf's shape and numbers the groups 0..count-1; the hard prune of the same constraint keeps or
+    drops whole groups (Block, Pattern tiles) or entries (Unstructured: one group per entry)."""
 
     ids: np.ndarray
     count: int

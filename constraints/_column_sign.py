@@ -1,4 +1,5 @@
-"""FORMS column-sign polarity: every fragment of a crossbar column is single-signed (docs/constraints.md, "Column-sign polarity")."""
+"""FORMS column-sign polarity: every fragment of a crossbar column is single-signed
+(docs/constraints.md, "Column-sign polarity")."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """Exact kept counts: k = n - floor(s * n), with a floor that forgives binary rounding.
 
-docs/constraints.md, "Kept counts": ``Unstructured(0.9)`` on n entries keeps exactly ``n - floor(0.9 n)``. In binary
-floating point ``0.7 * 10 == 7.000000000000001`` and ``0.29 * 100 == 28.999999999999996``; a plain
-``math.floor`` gives 7 and 28, so the second would keep one entry too many. We take the floor of
-``s * n`` after snapping it to the nearest integer when it lies within a relative 1e-9 of one,
-which is far below any sparsity a user can mean and far above float64 rounding error.
+docs/constraints.md, "Kept counts": ``Unstructured(0.9)`` on n entries keeps exactly
+``n - floor(0.9 n)``. In binary floating point ``0.7 * 10 == 7.000000000000001`` and
+``0.29 * 100 == 28.999999999999996``; a plain ``math.floor`` gives 7 and 28, so the second would
+keep one entry too many. We take the floor of ``s * n`` after snapping it to the nearest integer
+when it lies within a relative 1e-9 of one, which is far below any sparsity a user can mean and
+far above float64 rounding error.
 """
 
 from __future__ import annotations

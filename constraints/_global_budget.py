@@ -1,4 +1,5 @@
-"""Global budgets: one Unstructured or Block budget ranked across several leaves (docs/constraints.md, "Specs and global budgets")."""
+"""Global budgets: one Unstructured or Block budget ranked across several leaves
+(docs/constraints.md, "Specs and global budgets")."""
 
 from __future__ import annotations
 

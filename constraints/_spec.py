@@ -1,4 +1,5 @@
-"""Specs: constraints assigned to the leaves of a parameter pytree by regex rules (docs/constraints.md, "Specs and global budgets").
+"""Specs: constraints assigned to the leaves of a parameter pytree by regex rules
+(docs/constraints.md, "Specs and global budgets").
 
 ```python
 spec = constraints.spec([

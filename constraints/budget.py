@@ -1,5 +1,6 @@
-"""Budget allocation (docs/constraints.md, "Specs and global budgets"; the compiler-aware idea of CANAO): per-layer sparsities that lose
-the least importance while the network's cost stays within a budget.
+"""Budget allocation (docs/constraints.md, "Specs and global budgets"; the compiler-aware idea of
+CANAO): per-layer sparsities that lose the least importance while the network's cost stays within
+a budget.
 
 Each constrained layer l may take one sparsity s from a grid. Choosing s costs the magnitude
 energy the structure's exact projection removes, E_l(s) = ‖w_l − Π_{family(s)}(w_l)‖², and leaves

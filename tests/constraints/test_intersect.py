@@ -26,7 +26,8 @@ def test_composition_is_always_feasible(w, c):
 
 
 def test_composition_is_not_the_projection():
-    """docs/constraints.md, "The one idea": polarity ∩ top-1 on [5, -4, -4, -4]: sign first loses 57, the optimum 48."""
+    """docs/constraints.md, "The one idea": polarity ∩ top-1 on [5, -4, -4, -4]: sign first loses
+    57, the optimum 48."""
     w = jnp.asarray([[5.0], [-4.0], [-4.0], [-4.0]])
     c = ColumnSign(4, axis=0) & Unstructured(0.75)
     lost = float(jnp.sum((w - c.project(w)) ** 2))

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 import prunax
@@ -50,3 +53,84 @@ def test_problems_lists_names_and_sizes(capsys):
     assert main(["problems"]) == 0
     out = capsys.readouterr().out
     assert "resnet:" in out and "bert:" in out and "sizes: test" in out
+
+
+HEAVY = ("jax", "numpy", "optax", "matplotlib")
+PROBE = """
+import sys
+from prunax.cli import build_parser, main
+build_parser()
+try:
+    main({argv!r})
+except SystemExit as done:
+    print("exit", done.code)
+print(*sorted({{m.split(".")[0] for m in sys.modules}} & {heavy!r}))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [(["--help"], 0), (["bench", "spd", "--help"], 0), (["bench", "projection", "--repeats", "0"], 2)],
+)
+def test_help_and_argument_errors_import_no_jax(argv, code):
+    script = PROBE.format(argv=argv, heavy=set(HEAVY))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    *_, exit_line, loaded = done.stdout.splitlines()
+    assert exit_line == f"exit {code}" and loaded == ""
+
+
+def test_an_argument_error_is_one_line_naming_the_flag(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "projection", "--repeats", "0"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "argument --repeats" in err and "repeats must be >= 1, got 0" in err
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "forms", "--fragments", "4,x"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and len(err.strip().splitlines()) == 1 and "argument --fragments" in err
+
+
+def test_flags_come_from_the_study_dataclasses():
+    from prunax.benchmarks import configs
+    from prunax.cli import STUDIES, build_parser, settings
+
+    parser = build_parser()
+    assert settings("convergence", parser.parse_args(["bench"])) == configs.ConvergenceStudy()
+    assert settings("blocks", parser.parse_args(["bench", "blocks"])) == configs.BLOCKS_STUDY
+    for name, study in STUDIES.items():
+        if study.config is not configs.AllocationStudy:  # its lr default is resolved per problem
+            expected = study.defaults or study.config()
+            assert settings(name, parser.parse_args(["bench", name])) == expected, name
+    spd = settings("spd", parser.parse_args(["bench", "spd", "--epochs", "3,2,0", "--settings", "row:0.5"]))
+    assert (spd.prune_epochs, spd.replace_epochs, spd.finetune_epochs) == (3, 2, 0)
+    assert spd.settings == (("row", 0.5),)
+    args = parser.parse_args(["bench", "projection", "--sizes", "1e5,3e3", "--no-families", "--out", "x"])
+    assert settings("projection", args).sizes == (1e5, 3e3) and args.no_families and args.out == "x"
+    alloc = settings("allocation", parser.parse_args(["bench", "allocation", "--problem", "bert"]))
+    assert alloc.lr == 1e-4
+    assert settings("allocation", parser.parse_args(["bench", "allocation", "--lr", "0.01"])).lr == 0.01
+
+
+def test_bias_is_a_bench_study_and_a_top_level_alias(capsys):
+    from prunax.cli import build_parser
+
+    for argv in (["bench", "bias", "--help"], ["bias", "--help"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0 and "--sparsity" in capsys.readouterr().out
+    parser = build_parser()
+    for argv in (["bench", "bias", "--sparsity", "0.5", "--epochs", "0"], ["bias", "--sparsity", "0.5"]):
+        args = parser.parse_args(argv)
+        assert args.study == "bias" and args.handler == "bias" and args.sparsities == (0.5,)
+
+
+def test_study_errors_are_one_line_unless_debugging(tmp_path, capsys):
+    argv = ["bench", "overhead", "--problem", "vgg", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("prunax: error: unknown problem 'vgg'")
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="unknown problem 'vgg'"):
+        main([*argv, "--debug"])
