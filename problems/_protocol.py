@@ -1,13 +1,5 @@
-"""The Problem protocol (docs/problems.md): a model as a pure loss closure plus offline data.
-
-```python
-problem = problems.get("resnet", size="test")
-params, state = problem.init(key)
-loss, (state, logs) = problem.loss(params, state, batch, key)      # pure, jit-able
-for batch in problem.batches("train", key, 64): ...
-problem.evaluate(params, state)  # {"accuracy": ..., ...}; problem.metric names the headline one
-```
-"""
+"""The Problem protocol (docs/problems.md): a model as a pure loss closure plus offline data, and
+the dense-training ``Recipe`` that comes with it. Both check their fields when built."""
 
 from __future__ import annotations
 
@@ -22,6 +14,12 @@ import optax
 
 from prunax.constraints import Spec, leaves_with_paths
 
+_CLOSURES = ("init", "loss", "batches", "evaluate")
+
+
+def _is_count(value, least: int) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= least
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -33,26 +31,118 @@ class Recipe:
     optimizer: Callable[[int], optax.GradientTransformation]
     description: str
 
+    def __post_init__(self):
+        if not _is_count(self.epochs, 0):
+            raise ValueError(f"Recipe: epochs must be an int >= 0, got {self.epochs!r}")
+        if not _is_count(self.batch_size, 1):
+            raise ValueError(f"Recipe: batch_size must be an int >= 1, got {self.batch_size!r}")
+        if not callable(self.optimizer):
+            raise ValueError(
+                f"Recipe: optimizer must be callable (total_steps -> optax transform), got {self.optimizer!r}"
+            )
+        if not isinstance(self.description, str) or not self.description:
+            raise ValueError(f"Recipe: description must be a non-empty string, got {self.description!r}")
+
 
 @dataclass(frozen=True)
 class Problem:
+    """A model as pure closures over offline data: what ``solvers.fit``, ``solvers.prune`` and the
+    benchmarks run. Every field is checked when the Problem is built (a ValueError names the field
+    and the problem).
+
+    Fields:
+
+    * ``name``, ``size`` (str): which problem and which of its sizes ("test" is the smoke size);
+      they name the pretrained cache entry and appear in errors.
+    * ``config`` (dict, JSON-able): everything that fixes the model and the data; the pretrained
+      cache key and the checkpoint fingerprint.
+    * ``init(key) -> (params, state)``: fresh parameters and the non-trained model state (e.g.
+      ``{"batch_stats": ...}``; ``{}`` when there is none).
+    * ``loss(params, state, batch, key) -> (loss, (state, logs))``: pure and jit-able; ``key``
+      drives augmentation or dropout, ``logs`` is a dict of scalars.
+    * ``batches(split, key, batch_size) -> Iterator[dict]`` for split "train" (one shuffled epoch
+      of full batches, the order from ``key``) or "test" (every test example in order, the last
+      batch padded by repeating the first example); every batch is a dict ``loss`` accepts.
+    * ``evaluate(params, state, split="test") -> dict[str, float]``: metrics over a whole split,
+      ``metric`` among them.
+    * ``metric`` (str): the headline key of ``evaluate``.
+    * ``prunable`` (str): a regex of the leaf paths ("stage1_block1/conv1/kernel") pruned by
+      default; ``spec(constraint)`` puts a constraint on exactly those leaves.
+    * ``train_size`` (int >= 1): training examples; ``steps_per_epoch(b) = train_size // b``.
+    * ``recipe`` (``Recipe``): the dense training of ``solvers.fit``/``pretrained`` and the
+      default retraining optimizer of ``solvers.prune``.
+    * ``groups`` ({structure: sparsity -> Spec}): the model's natural structures ("filter", ...).
+    * ``layers``, ``features``: distillation hooks (``solvers.progressive_distillation``): the
+      top-level subtrees of params that are swappable layers, and ``features(params, state,
+      batch) -> {"hidden": tuple of (B, L, H), "attentions": tuple of (B, heads, L, L),
+      "logits": (B, C), "mask": (B, L) bool}``.
+
+    ```python
+    problem = problems.get("resnet", "test")  # or problems.classifier(...) for your own model
+    params, state = problem.init(jax.random.key(0))
+    batch = next(problem.batches("train", jax.random.key(1), 64))
+    loss, (state, logs) = jax.jit(problem.loss)(params, state, batch, jax.random.key(2))
+    problem.evaluate(params, state)[problem.metric]  # test accuracy; split="train" for training
+    ```
+    """
+
     name: str
     size: str
-    config: dict  # JSON-able: everything that fixes the model and the data (the cache key)
-    init: Callable  # key -> (params, state)
-    loss: Callable  # (params, state, batch, key) -> (loss, (state, logs))
-    batches: Callable[[str, jax.Array, int], Iterator[dict]]  # split "train"/"test", key, batch size
-    evaluate: Callable  # (params, state) -> dict[str, float], includes ``metric``
+    config: dict
+    init: Callable
+    loss: Callable
+    batches: Callable[[str, jax.Array, int], Iterator[dict]]
+    evaluate: Callable
     metric: str
-    prunable: str  # regex of the leaves pruned by default
-    groups: dict[str, Callable[[float], Spec]] = field(default_factory=dict)  # natural structures
-    train_size: int = 0
-    recipe: Recipe | None = None
-    # Distillation hooks (``solvers.progressive_distillation``): the top-level subtrees of params
-    # that are swappable layers, and (params, state, batch) -> {"hidden": tuple of (B, L, H),
-    # "attentions": tuple of (B, heads, L, L), "logits": (B, C), "mask": (B, L) bool}.
+    prunable: str
+    train_size: int
+    recipe: Recipe
+    groups: dict[str, Callable[[float], Spec]] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
     features: Callable | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Problem: name must be a non-empty string, got {self.name!r}")
+        checks = [
+            ("size", isinstance(self.size, str) and bool(self.size), "a non-empty string"),
+            ("config", isinstance(self.config, dict), "a dict (JSON-able: the cache key)"),
+            ("metric", isinstance(self.metric, str) and bool(self.metric), "a non-empty string"),
+            ("train_size", _is_count(self.train_size, 1), "an int >= 1 (the training examples)"),
+            ("recipe", isinstance(self.recipe, Recipe), "a Recipe (how the dense model is trained)"),
+            ("layers", isinstance(self.layers, tuple), "a tuple of top-level parameter names"),
+            ("features", self.features is None or callable(self.features), "None or callable"),
+        ]
+        checks += [(name, callable(getattr(self, name)), "callable") for name in _CLOSURES]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(
+                    f"Problem {self.name!r}: {name} must be {expected}, got {getattr(self, name)!r}"
+                )
+        self._check_prunable()
+        self._check_groups()
+
+    def _check_prunable(self):
+        if not isinstance(self.prunable, str):
+            raise ValueError(f"Problem {self.name!r}: prunable must be a regex string, got {self.prunable!r}")
+        try:
+            re.compile(self.prunable)
+        except re.error as error:
+            raise ValueError(
+                f"Problem {self.name!r}: prunable {self.prunable!r} is not a valid regex ({error})"
+            ) from None
+
+    def _check_groups(self):
+        if not isinstance(self.groups, dict):
+            raise ValueError(
+                f"Problem {self.name!r}: groups must be a dict, got {type(self.groups).__name__}"
+            )
+        bad = sorted(str(k) for k, make in self.groups.items() if not callable(make))
+        if bad:
+            raise ValueError(
+                f"Problem {self.name!r}: groups must map structure names to callables "
+                f"(sparsity -> Spec); not callable: {bad}"
+            )
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return self.train_size // batch_size
@@ -96,25 +186,3 @@ def check_batch(batch: dict, expected: dict[str, tuple[tuple[int | None, ...], s
                 f"{problem}: batch[{key!r}] must have shape {want} and a {'float' if kind == 'f' else 'int'} "
                 f"dtype, got shape {got} and dtype {np.dtype(value.dtype).name}"
             )
-
-
-def epoch_batches(arrays: dict[str, np.ndarray], key, batch_size: int) -> Iterator[dict]:
-    """One shuffled pass (permutation from ``key``), full batches only: one shape, one compile."""
-    n = len(next(iter(arrays.values())))
-    if not 0 < batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, {n}] (the training set), got {batch_size}")
-    order = np.asarray(jax.random.permutation(key, n))
-    for start in range(0, n - batch_size + 1, batch_size):
-        idx = order[start : start + batch_size]
-        yield {k: v[idx] for k, v in arrays.items()}
-
-
-def padded_batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[tuple[dict, int]]:
-    """Every example in order, in batches of one size (the last padded by repeating row 0),
-    with the number of real rows."""
-    n = len(next(iter(arrays.values())))
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
-        valid = int(min(batch_size, n - start))
-        idx[valid:] = 0
-        yield {k: v[idx] for k, v in arrays.items()}, valid

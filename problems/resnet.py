@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from . import _images as images
-from ._classifier import classification
+from ._classifier import classifier
+from ._factory import size_entry
 from ._groups import conv_groups
 from ._protocol import Problem, Recipe
 
@@ -81,34 +82,17 @@ def _sgd_recipe(epochs: int) -> Recipe:
 
 def problem(size: str = "default", seed: int = 0) -> Problem:
     """The ResNet problem at ``size`` (see ``SIZES``); ``seed`` fixes the train/test split."""
-    if size not in SIZES:
-        raise ValueError(f"resnet: unknown size {size!r}; valid: {sorted(SIZES)}")
-    dataset, blocks, widths, epochs, limit = SIZES[size]
+    dataset, blocks, widths, epochs, limit = size_entry("resnet", SIZES, size)
     x_train, y_train, x_test, y_test = images.load(dataset, seed=seed, train_limit=limit)
-    model = ResNet(blocks, widths)
-    train = {"x": x_train, "y": y_train}
-    init, loss, evaluate, batches = classification("resnet", model, train, {"x": x_test, "y": y_test})
-
-    config = {
-        "problem": "resnet",
-        "size": size,
-        "dataset": dataset,
-        "blocks": blocks,
-        "widths": widths,
-        "train_limit": limit,
-        "seed": seed,
-    }
-    return Problem(
-        name="resnet",
+    config = {"dataset": dataset, "blocks": blocks, "widths": widths, "train_limit": limit, "seed": seed}
+    return classifier(
+        "resnet",
+        ResNet(blocks, widths),
+        (x_train, y_train),
+        (x_test, y_test),
+        prunable=PRUNABLE,
+        recipe=_sgd_recipe(epochs),
+        groups=conv_groups(PRUNABLE),
         size=size,
         config=config,
-        init=init,
-        loss=loss,
-        batches=batches,
-        evaluate=evaluate,
-        metric="accuracy",
-        prunable=PRUNABLE,
-        groups=conv_groups(PRUNABLE),
-        train_size=len(y_train),
-        recipe=_sgd_recipe(epochs),
     )

@@ -1,22 +1,20 @@
 """``bcnn``: a binarized complex 1-D CNN classifying seeded synthetic RF modulations.
 
-``signals`` generates the IQ signals; ``problem`` holds the complex layers and the problem.
+``model`` holds the complex and binary layers, ``signals`` generates the IQ signals and
+``problem`` the problem.
 """
 
-from . import signals
-from .problem import (
+from . import model, signals
+from .model import (
     BCNN,
-    LAYOUTS,
-    PRUNABLE,
-    SIZES,
     BinaryBlock,
     ComplexBatchNorm,
     ComplexConv,
     alive_filters,
     binary_operations,
     complex_conv,
-    problem,
 )
+from .problem import LAYOUTS, PRUNABLE, SIZES, problem
 
 __all__ = [
     "BCNN",
@@ -29,6 +27,7 @@ __all__ = [
     "alive_filters",
     "binary_operations",
     "complex_conv",
+    "model",
     "problem",
     "signals",
 ]

@@ -1,4 +1,5 @@
-"""Attention-map gender-bias detector over a BERT encoder (arXiv 2110.15733; docs/benchmarks.md, "Gender bias").
+"""Attention-map gender-bias detector over a BERT encoder (arXiv 2110.15733;
+docs/benchmarks.md, "Gender bias").
 
 Template sentences pair a gendered phrase with an occupation ("my sister works as a nurse.");
 each male sentence S_m has a female twin S_f that differs only in the gendered word. At a position

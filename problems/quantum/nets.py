@@ -121,13 +121,18 @@ def _angles(key, shape):
     return jnp.tan(0.5 * (theta - 2 * np.pi * jnp.round(theta / (2 * np.pi))))  # θ wrapped to (−π, π]
 
 
+def _latent_weight(module: nn.Module, features: int, inputs: int):
+    """The (features, inputs) latent binary weights of a U-LYR or P-LYR, uniform in ±√(1.5/(in + out))."""
+    bound = float(np.sqrt(1.5 / (inputs + features)))
+    return module.param("weight", _uniform(bound), (features, inputs))
+
+
 class ULayer(nn.Module):
     features: int
 
     @nn.compact
     def __call__(self, psi):
-        bound = float(np.sqrt(1.5 / (psi.shape[-1] + self.features)))
-        return u_layer(psi, self.param("weight", _uniform(bound), (self.features, psi.shape[-1])))
+        return u_layer(psi, _latent_weight(self, self.features, psi.shape[-1]))
 
 
 class PLayer(nn.Module):
@@ -135,8 +140,7 @@ class PLayer(nn.Module):
 
     @nn.compact
     def __call__(self, p):
-        bound = float(np.sqrt(1.5 / (p.shape[-1] + self.features)))
-        return p_layer(p, self.param("weight", _uniform(bound), (self.features, p.shape[-1])))
+        return p_layer(p, _latent_weight(self, self.features, p.shape[-1]))
 
 
 class NLayer(nn.Module):

@@ -24,7 +24,8 @@ import optax
 from prunax.constraints import Block, Unstructured, leaves_with_paths, spec
 
 from .. import _images as images
-from .._classifier import classification
+from .._classifier import classifier
+from .._factory import size_entry
 from .._protocol import Problem, Recipe, data_digest
 from . import nets as qnn
 
@@ -101,48 +102,44 @@ def _recipe(epochs: int) -> Recipe:
     return Recipe(epochs, 32, optimizer, f"adamw(0.01, decay 5 on binary weights) x {epochs} epochs, bs 32")
 
 
-def problem(size: str = "default", seed: int = 0, arch: str = "mixer", blocks: int = 2) -> Problem:
-    """The quantum problem at ``size`` (see ``SIZES``) with the net ``arch`` (see ``qnn.ARCHS``)."""
-    if size not in SIZES:
-        raise ValueError(f"quantum: unknown size {size!r}; valid: {sorted(SIZES)}")
-    if arch not in qnn.ARCHS:
-        raise ValueError(f"quantum: unknown arch {arch!r}; valid: {qnn.ARCHS}")
-    dataset, classes, side, epochs = SIZES[size]
-    x_train, y_train, x_test, y_test = load(dataset, classes, side, seed)
-    model = qnn.QuantumNet(arch, len(classes), blocks)
-    train = {"x": x_train, "y": y_train}
-
-    def gates(params):
-        return {"rotation_gates": rotation_gates(params), "sign_flip_gates": sign_flip_gates(params)}
-
-    init, loss, evaluate, batches = classification("quantum", model, train, {"x": x_test, "y": y_test}, gates)
-
-    paths = leaves_with_paths(jax.eval_shape(init, jax.random.key(0))[0])[0]
-    groups = {
+def _groups(model: qnn.QuantumNet, x: np.ndarray) -> dict:
+    """The ``GROUPS`` whose leaves ``model``'s architecture has, as sparsity -> spec."""
+    shapes = jax.eval_shape(lambda key: model.init(key, x[:2], train=True)["params"], jax.random.key(0))
+    paths = leaves_with_paths(shapes)[0]
+    return {
         name: (lambda s, rx=rx, make=make: spec([(rx, make(s))]))
         for name, (rx, make) in GROUPS.items()
         if any(re.search(rx, path) for path in paths)
     }
-    prunable = GROUPS["gate"][0] if "gate" in groups else GROUPS["neuron"][0]
+
+
+def problem(size: str = "default", seed: int = 0, arch: str = "mixer", blocks: int = 2) -> Problem:
+    """The quantum problem at ``size`` (see ``SIZES``) with the net ``arch`` (see ``qnn.ARCHS``)."""
+    dataset, classes, side, epochs = size_entry("quantum", SIZES, size)
+    if arch not in qnn.ARCHS:
+        raise ValueError(f"quantum: unknown arch {arch!r}; valid: {qnn.ARCHS}")
+    x_train, y_train, x_test, y_test = load(dataset, classes, side, seed)
+    model = qnn.QuantumNet(arch, len(classes), blocks)
+    groups = _groups(model, x_train)
+
+    def gates(params):
+        return {"rotation_gates": rotation_gates(params), "sign_flip_gates": sign_flip_gates(params)}
+
     config = {
-        "problem": "quantum",
-        "size": size,
         "arch": arch,
         "blocks": blocks,
         "seed": seed,
-        "data": data_digest(train),  # the cache key changes with the encoded training data
+        "data": data_digest({"x": x_train, "y": y_train}),  # the cache key follows the encoded data
     }
-    return Problem(
-        name="quantum",
+    return classifier(
+        "quantum",
+        model,
+        (x_train, y_train),
+        (x_test, y_test),
+        prunable=GROUPS["gate"][0] if "gate" in groups else GROUPS["neuron"][0],
+        recipe=_recipe(epochs),
+        groups=groups,
+        metrics=gates,
         size=size,
         config=config,
-        init=init,
-        loss=loss,
-        batches=batches,
-        evaluate=evaluate,
-        metric="accuracy",
-        prunable=prunable,
-        groups=groups,
-        train_size=len(y_train),
-        recipe=_recipe(epochs),
     )

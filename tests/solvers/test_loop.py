@@ -9,6 +9,7 @@ import pytest
 from prunax import problems, solvers
 from prunax.constraints import Unstructured
 from prunax.solvers import _checkpoint as checkpoint
+from prunax.solvers import _loop
 from tests.assets import needs
 
 pytestmark = needs("sklearn")
@@ -114,7 +115,7 @@ def test_non_finite_loss_names_the_epoch_and_step_and_keeps_the_last_checkpoint(
 def test_pretrained_is_cached_by_configuration(problem, tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path))
     first = solvers.pretrained(problem, seed=0, quiet=True)
-    monkeypatch.setattr(solvers.loop, "fit", lambda *a, **k: pytest.fail("retrained despite the cache"))
+    monkeypatch.setattr(_loop, "fit", lambda *a, **k: pytest.fail("retrained despite the cache"))
     again = solvers.pretrained(problem, seed=0, quiet=True)
     _same(first, again)
     assert len(list(tmp_path.iterdir())) == 1
