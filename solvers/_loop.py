@@ -1,5 +1,6 @@
-"""The epoch loop over a Problem (docs/solvers.md, "The epoch loop"): ``fit`` (dense training) and ``prune`` (solve →
-hard prune → masked retraining), with per-epoch records, checkpoints and exact resume.
+"""The epoch loop over a Problem (docs/solvers.md, "The epoch loop"): ``fit`` (dense training) and
+``prune`` (solve → hard prune → masked retraining), with per-epoch records, checkpoints and exact
+resume.
 
 Every phase jits one step function (one compile per shape). Batches and per-step keys derive
 from ``seed``, the phase and the epoch only, so a run resumed from its checkpoint replays exactly

@@ -1,10 +1,11 @@
-"""Sparse progressive distillation (SPD, Huang et al. ACL 2022, arXiv 2110.08190; docs/benchmarks.md, "Sparse progressive distillation")
-as a loss-closure wrapper around a Problem.
+"""Problem → Problem wrappers that change what the loss trains: sparse progressive distillation
+(``progressive_distillation``) and level-aware training over several mask sets (``switchable``).
 
-The teacher is the dense model (frozen); the student is the copy being pruned. In training each
-swappable layer ℓ is drawn from the student with probability p (the replacing rate), else from
-the teacher (BERT-of-Theseus module replacing: b_ℓ ~ Bernoulli(p)); evaluation uses the student
-alone. The loss, with the teacher's outputs held constant and no hard-label term:
+Sparse progressive distillation (SPD, Huang et al. ACL 2022, arXiv 2110.08190; docs/benchmarks.md,
+"Sparse progressive distillation"). The teacher is the dense model (frozen); the student is the
+copy being pruned. In training each swappable layer ℓ is drawn from the student with probability p
+(the replacing rate), else from the teacher (BERT-of-Theseus module replacing: b_ℓ ~ Bernoulli(p));
+evaluation uses the student alone. The loss, with the teacher's outputs held constant and no hard-label term:
 
     Σ_{l=0..L} MSE(h_l^S, h_l^T) + Σ_{l=1..L} MSE(A_l^S, A_l^T) + CE_soft(z^S/T, z^T/T)
 
@@ -15,14 +16,21 @@ the training step, counted in the wrapped problem's state, so one wrapped proble
 three SPD stages inside ``prune``: pruning at p0 (solve phase), progressive replacing with p
 rising linearly to 1 and fine-tuning at p = 1 (retraining phase, whose optimizer restarts the
 learning rate at its peak). ``replacing=1`` is plain layer-wise knowledge distillation.
+
+Level-aware training (RT3, DAC 2021; docs/benchmarks.md, "RT3") fits one set of shared weights to
+several mask sets at once by drawing one set per step, in the spirit of slimmable networks: without
+it, RT3's pattern sets that drop half of each surviving tile leave MiniLM near chance.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+
+from prunax.constraints import apply_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,3 +130,22 @@ def progressive_distillation(problem, teacher, replacing=1.0, temperature: float
 def wrap_state(state, teacher) -> dict:
     """The wrapped problem's state at step 0 for a problem state and teacher params."""
     return {"model": state, "step": jnp.int32(0), "teacher": teacher}
+
+
+def switchable(problem, mask_sets: Sequence, name: str):
+    """``problem`` whose loss trains the shared weights under one of ``mask_sets`` drawn
+    uniformly per step (level-aware training: each level sees its own sparse network, and a
+    weight's expected gradient sums over the levels that keep it). ``name`` identifies the mask
+    sets in the config (checkpoint fingerprints); ``evaluate`` is the original one."""
+    if not mask_sets:
+        raise ValueError("switchable: need at least one mask set")
+    # closed over: jit passes it in, no HLO constant
+    stacked = jax.tree_util.tree_map(lambda *m: jnp.stack(m), *mask_sets)
+
+    def loss(params, state, batch, key):
+        pick, key = jax.random.split(key)
+        i = jax.random.randint(pick, (), 0, len(mask_sets))
+        masks = jax.tree_util.tree_map(lambda m: m[i], stacked)
+        return problem.loss(apply_masks(params, masks), state, batch, key)
+
+    return dataclasses.replace(problem, config={**problem.config, "switchable": name}, loss=loss)

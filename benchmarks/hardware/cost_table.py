@@ -9,7 +9,7 @@ output blocks). Latency is the median of ``repeats`` timed calls after a warm-up
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -17,16 +17,13 @@ import numpy as np
 
 from prunax.constraints import Block
 
+from ..harness import median_ms
 
-def median_seconds(fn, *args, repeats: int = 20) -> float:
-    """Median wall time of ``fn(*args)`` (blocked until ready), after one warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - began)
-    return float(np.median(times))
+
+def _seconds(fn, *args, repeats: int) -> float:
+    """Median wall seconds of ``fn(*args)`` after one warm-up (compile) call."""
+    (ms,), _ = median_ms(partial(fn, *args), repeats=repeats)
+    return ms / 1e3
 
 
 def conv_flops(kernel_shape, output_hw) -> int:
@@ -46,7 +43,7 @@ def filter_latency(x, kernel, strides, grid, repeats: int = 20) -> np.ndarray:
     out = []
     for s in grid:
         kept = max(int(np.ceil(cout * (1 - s) - 1e-9)), 1)
-        out.append(median_seconds(conv, jnp.asarray(x), jnp.asarray(kernel[..., :kept]), repeats=repeats))
+        out.append(_seconds(conv, jnp.asarray(x), jnp.asarray(kernel[..., :kept]), repeats=repeats))
     return np.asarray(out)
 
 
@@ -82,11 +79,11 @@ def block_latency(w, tokens: int, block: int, grid, repeats: int = 20, seed: int
     out = []
     for s in grid:
         if s == 0:
-            out.append(median_seconds(dense, x, jnp.asarray(w), repeats=repeats))
+            out.append(_seconds(dense, x, jnp.asarray(w), repeats=repeats))
             continue
         blocks, rows, cols = kept_blocks(w, block, s)
         args = (x, jnp.asarray(blocks), jnp.asarray(rows), jnp.asarray(cols), w.shape[1] // block)
-        out.append(median_seconds(sparse, *args, repeats=repeats))
+        out.append(_seconds(sparse, *args, repeats=repeats))
     return np.asarray(out)
 
 
@@ -99,5 +96,5 @@ def column_latency(w, tokens: int, grid, repeats: int = 20, seed: int = 0) -> np
     out = []
     for s in grid:
         kept = max(int(np.ceil(w.shape[1] * (1 - s) - 1e-9)), 1)
-        out.append(median_seconds(matmul, x, jnp.asarray(w[:, :kept]), repeats=repeats))
+        out.append(_seconds(matmul, x, jnp.asarray(w[:, :kept]), repeats=repeats))
     return np.asarray(out)

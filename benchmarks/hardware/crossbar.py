@@ -1,5 +1,6 @@
-"""FORMS crossbar cost model (ISCA 2021; docs/benchmarks.md, "FORMS crossbar cost"): what a pruned layer costs on ReRAM
-crossbars with polarized (single-signed) column fragments and input zero-skipping.
+"""FORMS crossbar cost model (ISCA 2021; docs/benchmarks.md, "FORMS crossbar cost"): what a pruned
+layer costs on ReRAM crossbars with polarized (single-signed) column fragments and input
+zero-skipping.
 
 A layer maps to a matrix of rows (inputs: kh·kw·cin for a (kh, kw, cin, cout) conv kernel, ``in``
 for a Dense (in, out) kernel) × columns (outputs). All-zero rows and columns left by structured

@@ -15,7 +15,7 @@ import numpy as np
 
 from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured, mine_patterns
 
-from .projection import _median_ms
+from ..harness import markdown_table, median_ms
 
 FAMILIES = ("unstructured 0.9", "2:4", "rows 0.9", "16x16 tiles 0.9", "column sign f=8", "3x3 patterns")
 
@@ -50,6 +50,7 @@ def run(
     seed: int = 0,
     progress=None,
 ) -> list[dict]:
+    """Time every family's projection and a read pass of the same leaf at every size; one row each."""
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown families {unknown}; valid: {list(FAMILIES)}")
@@ -62,8 +63,8 @@ def run(
             w = jnp.asarray(host)
             project = partial(jax.jit(constraint.project), w)
             read = partial(_read_pass, w)
-            ms, _ = _median_ms(project, repeats, budget_s)
-            floor, _ = _median_ms(read, repeats, budget_s)
+            (ms,), _ = median_ms(project, repeats=repeats, budget_s=budget_s)
+            (floor,), _ = median_ms(read, repeats=repeats, budget_s=budget_s)
             rows.append(
                 {"size": int(n), "entries": int(w.size), "family": family, "ms": ms, "read_ms": floor}
             )
@@ -71,17 +72,18 @@ def run(
 
 
 def report(rows: list[dict]) -> str:
+    """Markdown table: per family the median ms of ``project`` at each size, with (x read pass)."""
     sizes = sorted({r["size"] for r in rows})
-    lines = [
-        "Median ms of a jitted `project` (multiple of one read pass of the same leaf).",
-        "",
-        "| family | " + " | ".join(f"n ≈ {n:.0e}" for n in sizes) + " |",
-    ]
-    lines.append("|---|" + "---|" * len(sizes))
+    cells = []
     for family in dict.fromkeys(r["family"] for r in rows):
-        cells = []
+        cells.append([family])
         for n in sizes:
             r = next((r for r in rows if r["family"] == family and r["size"] == n), None)
-            cells.append("-" if r is None else f"{r['ms']:.2f} (x{r['ms'] / r['read_ms']:.1f})")
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells[-1].append("-" if r is None else f"{r['ms']:.2f} (x{r['ms'] / r['read_ms']:.1f})")
+    return "\n".join(
+        [
+            "Median ms of a jitted `project` (multiple of one read pass of the same leaf).",
+            "",
+            markdown_table(["family", *(f"n ≈ {n:.0e}" for n in sizes)], cells),
+        ]
+    )

@@ -14,7 +14,6 @@ Slow baselines are timed fewer times (``budget_s``) so that the 3e7 row stays af
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +24,8 @@ from jax import lax
 
 from prunax.constraints import top_k_mask
 
-METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass")
+from ..configs import PROJECTION_METHODS as METHODS
+from ..harness import markdown_table, median_ms
 
 
 @dataclass(frozen=True)
@@ -35,17 +35,6 @@ class Timing:
     method: str
     median_ms: float
     runs: int
-
-
-def _median_ms(fn: Callable[[], object], repeats: int, budget_s: float) -> tuple[float, int]:
-    jax.block_until_ready(fn())  # compile and warm up
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < repeats and (len(times) < 1 or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3, len(times)
 
 
 def _callables(x: jax.Array, host: np.ndarray, k: int) -> dict[str, Callable[[], object]]:
@@ -86,7 +75,7 @@ def run(
             for method in methods:
                 if progress:
                     progress(f"n={int(n):.0e} k/n={fraction} {method}")
-                ms, runs = _median_ms(fns[method], repeats, budget_s)
+                (ms,), runs = median_ms(fns[method], repeats=repeats, budget_s=budget_s)
                 rows.append(Timing(int(n), fraction, method, ms, runs))
     return rows
 
@@ -96,13 +85,7 @@ def report(rows: list[Timing]) -> str:
     methods = [m for m in METHODS if any(r.method == m for r in rows)]
     cells = sorted({(r.n, r.fraction) for r in rows}, key=lambda c: (c[0], -c[1]))
     table = {(r.n, r.fraction, r.method): r for r in rows}
-    header = "| n | k/n | " + " | ".join(methods) + " |"
-    lines = [
-        "Median ms (multiple of one read pass). Exact kept mask for prunax; thresholds for the others.",
-        "",
-        header,
-        "|" + "---|" * (len(methods) + 2),
-    ]
+    timings = []
     for n, fraction in cells:
         floor = table.get((n, fraction, "read pass"))
         entries = []
@@ -114,16 +97,22 @@ def report(rows: list[Timing]) -> str:
                 entries.append(f"{r.median_ms:.2f} (x{r.median_ms / floor.median_ms:.1f})")
             else:
                 entries.append(f"{r.median_ms:.2f}")
-        lines.append(f"| {n:.0e} | {fraction} | " + " | ".join(entries) + " |")
+        timings.append([f"{n:.0e}", str(fraction), *entries])
+    lines = [
+        "Median ms (multiple of one read pass). Exact kept mask for prunax; thresholds for the others.",
+        "",
+        markdown_table(["n", "k/n", *methods], timings),
+    ]
     ours = [m for m in methods if m not in ("prunax", "read pass")]
     if "prunax" in methods and ours:
-        lines += ["", "prunax speed-up (baseline time / prunax time):", ""]
-        lines += ["| n | k/n | " + " | ".join(ours) + " |", "|" + "---|" * (len(ours) + 2)]
+        speedups = []
         for n, fraction in cells:
             base = table[(n, fraction, "prunax")].median_ms
             ratios = [
                 f"{table[(n, fraction, m)].median_ms / base:.2f}x" if (n, fraction, m) in table else "-"
                 for m in ours
             ]
-            lines.append(f"| {n:.0e} | {fraction} | " + " | ".join(ratios) + " |")
+            speedups.append([f"{n:.0e}", str(fraction), *ratios])
+        lines += ["", "prunax speed-up (baseline time / prunax time):", ""]
+        lines.append(markdown_table(["n", "k/n", *ours], speedups))
     return "\n".join(lines)

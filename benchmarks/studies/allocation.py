@@ -11,7 +11,7 @@ pruned by gradual magnitude pruning (cubic schedule over the solve phase) and re
 from __future__ import annotations
 
 import json
-import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -22,11 +22,12 @@ from prunax import problems, solvers
 from prunax.constraints import budget, spec
 from prunax.problems import resnet
 
+from .. import harness
 from ..configs import ALLOCATION_STRUCTURES as STRUCTURES
 from ..configs import AllocationStudy
 from ..hardware import cost_table
 from ..hardware.layer_inputs import conv_inputs
-from .convergence import finished_runs, percent_cell, summarize
+from ..methods import CONVERGENCE, SolvePhase
 
 LATENCY_SPARSITIES = tuple(round(0.1 * i, 1) for i in range(10))  # 0, 0.1, ..., 0.9
 
@@ -95,9 +96,8 @@ def block_comparison(problem, params, repeats: int = 3, seed: int = 0) -> dict[s
 
 def allocation(study: AllocationStudy, problem, params, table: dict) -> budget.Allocation:
     """The least-energy per-layer sparsities within the uniform sparsity's summed latency."""
-    grid = np.asarray(LATENCY_SPARSITIES)
-    at = int(np.argmin(np.abs(grid - study.sparsity)))
-    if not np.isclose(grid[at], study.sparsity):
+    at = _grid_index(study.sparsity)
+    if not np.isclose(LATENCY_SPARSITIES[at], study.sparsity):
         raise ValueError(f"sparsity {study.sparsity:g} is not on the latency grid {list(LATENCY_SPARSITIES)}")
     limit = sum(times[at] for times in table.values())
     return budget.allocate(
@@ -110,142 +110,162 @@ def allocation(study: AllocationStudy, problem, params, table: dict) -> budget.A
     )
 
 
-def one_run(
-    study: AllocationStudy, problem, start, spec, key: str, out: Path, resume: bool, quiet: bool
-) -> dict:
-    steps = problem.steps_per_epoch(problem.recipe.batch_size)
-    end = max(int(0.75 * study.solve_epochs * steps), 1)
-    schedule = solvers.cubic_fraction(0, end, every=max(steps // 4, 1))
-    began = time.perf_counter()
-    result = solvers.prune(
+def one_run(study: AllocationStudy, problem, start, pruned_spec, key: str, out: Path, resume, quiet) -> dict:
+    """Gradual magnitude pruning to ``pruned_spec``, masked retraining; the summary row with the
+    achieved sparsity of the prunable leaves."""
+    tx = CONVERGENCE["gradual"].transform(SolvePhase.of(problem, pruned_spec, study.lr, study.solve_epochs))
+    epochs = harness.Budget(study.solve_epochs, study.retrain_epochs, optax.adam(study.lr), study.seed)
+
+    def achieved(result) -> dict:
+        return {"sparsity": float(np.mean([r.achieved_sparsity for r in result.report]))}
+
+    row, _ = harness.run_prune(
         problem,
-        spec,
-        optax.chain(optax.adam(study.lr), solvers.magnitude(spec, schedule)),
-        solve_epochs=study.solve_epochs,
-        retrain_epochs=study.retrain_epochs,
-        retrain_optimizer=optax.adam(study.lr),
-        start=start,
-        seed=study.seed,
-        run_dir=out / "checkpoints" / key,
+        pruned_spec,
+        tx,
+        start,
+        epochs,
+        key=key,
+        out=out,
         resume=resume,
         quiet=quiet,
+        measure=achieved,
     )
-    return {
-        "key": key,
-        **summarize(result.records, problem.metric),
-        "sparsity": float(np.mean([r.achieved_sparsity for r in result.report])),
-        "wall_seconds": time.perf_counter() - began,
-    }
+    return row
+
+
+def _cached(path: Path, resume: bool, measure, progress, message: str):
+    """``path``'s JSON when resuming and it exists, else ``measure()`` written there."""
+    if resume and path.exists():
+        return json.loads(path.read_text())
+    if progress:
+        progress(message)
+    value = measure()
+    path.write_text(json.dumps(value))
+    return value
 
 
 def run(study: AllocationStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> dict:
     """The latency table (measured once, kept in ``out/latency.json``), the allocation, and the
     uniform and allocated runs; returns everything the report needs."""
     out = Path(out)
-    results_file, done = finished_runs(out, resume)
+    log = harness.RunLog(out, resume)
     problem = problems.get(study.problem, study.size)
     start = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
-    cached = out / "latency.json"
-    if resume and cached.exists():
-        table = json.loads(cached.read_text())
-    else:
-        if progress:
-            progress(f"timing every prunable layer at {len(LATENCY_SPARSITIES)} sparsities")
-        table = latency_table(problem, *start, repeats=study.repeats, seed=study.seed)
-        cached.write_text(json.dumps(table))
+    table = _cached(
+        out / "latency.json",
+        resume,
+        lambda: latency_table(problem, *start, repeats=study.repeats, seed=study.seed),
+        progress,
+        f"timing every prunable layer at {len(LATENCY_SPARSITIES)} sparsities",
+    )
     blocks = None
     if problem.name == "bert":
-        cached_blocks = out / "block_latency.json"
-        if resume and cached_blocks.exists():
-            blocks = json.loads(cached_blocks.read_text())
-        else:
-            if progress:
-                progress(f"timing the 16x16 block-sparse matmul at sparsity {BLOCK_SPARSITIES}")
-            blocks = block_comparison(problem, start[0], seed=study.seed)
-            cached_blocks.write_text(json.dumps(blocks))
+        blocks = _cached(
+            out / "block_latency.json",
+            resume,
+            lambda: block_comparison(problem, start[0], seed=study.seed),
+            progress,
+            f"timing the 16x16 block-sparse matmul at sparsity {BLOCK_SPARSITIES}",
+        )
     chosen = allocation(study, problem, start[0], table)
-    uniform = family(problem, STRUCTURES[problem.name])(study.sparsity)
-    specs = {
-        "uniform": spec([(problem.prunable, uniform)]),
-        "allocated": chosen.spec,
-    }
-    rows = []
-    for key, pruned_spec in specs.items():
-        if key in done:
-            if key == "allocated" and done[key].get("allocation") != chosen.sparsities:
-                raise ValueError(
-                    f"{out}: the finished allocated run used another allocation than the one computed "
-                    "now (changed code or latency table); resume into a fresh --out"
-                )
-            rows.append(done[key])
-            continue
-        if progress:
-            progress(f"{study.problem}/{study.size}: {key}")
-        row = one_run(study, problem, start, pruned_spec, key, out, resume, quiet)
-        if key == "allocated":
-            row["allocation"] = chosen.sparsities
-        with results_file.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        rows.append(row)
+    finished = log.finished.get("allocated")
+    if finished is not None and finished.get("allocation") != chosen.sparsities:
+        raise ValueError(
+            f"{out}: the finished allocated run used another allocation than the one computed "
+            "now (changed code or latency table); resume into a fresh --out"
+        )
+    uniform = spec([(problem.prunable, family(problem, STRUCTURES[problem.name])(study.sparsity))])
+    prune = partial(one_run, study, problem, start, out=out, resume=resume, quiet=quiet)
+    runs = [
+        ("uniform", lambda: prune(uniform, "uniform")),
+        ("allocated", lambda: prune(chosen.spec, "allocated") | {"allocation": chosen.sparsities}),
+    ]
     return {
         "table": table,
         "sizes": layer_sizes(problem, *start, seed=study.seed),
         "allocation": chosen.sparsities,
-        "rows": rows,
+        "rows": log.rows(runs, progress, f"{study.problem}/{study.size}: "),
         "problem": problem,
         "blocks": blocks,
     }
 
 
+def _grid_index(sparsity: float) -> int:
+    """The position of ``sparsity`` on ``LATENCY_SPARSITIES`` (the nearest point)."""
+    return int(np.argmin(np.abs(np.asarray(LATENCY_SPARSITIES) - sparsity)))
+
+
 def latency_at(table: dict, sparsities: dict) -> float:
-    grid = np.asarray(LATENCY_SPARSITIES)
-    return float(sum(table[p][int(np.argmin(np.abs(grid - s)))] for p, s in sparsities.items()))
+    """Seconds summed over the layers, each at its own sparsity."""
+    return float(sum(table[p][_grid_index(s)] for p, s in sparsities.items()))
+
+
+def layer_table(result: dict, study: AllocationStudy) -> str:
+    """Markdown: per layer its size and the latency dense, at the uniform sparsity and at its
+    allocated one; then the totals."""
+    table, chosen, sizes = result["table"], result["allocation"], result["sizes"]
+    at = _grid_index(study.sparsity)
+    header = ["layer", "params", "MFLOPs / example", "dense ms", "uniform s", "ms", "allocated s", "ms"]
+    cells = [
+        [
+            path,
+            str(sizes[path]["params"]),
+            f"{sizes[path]['flops'] / 1e6:.2f}",
+            f"{1e3 * times[0]:.3f}",
+            f"{study.sparsity:g}",
+            f"{1e3 * times[at]:.3f}",
+            f"{chosen[path]:g}",
+            f"{1e3 * times[_grid_index(chosen[path])]:.3f}",
+        ]
+        for path, times in table.items()
+    ]
+    params = sum(v["params"] for v in sizes.values())
+    flops = sum(v["flops"] for v in sizes.values()) / 1e6
+    dense_ms, uniform_ms = (1e3 * sum(t[i] for t in table.values()) for i in (0, at))
+    total = (
+        f"| **total** | {params} | {flops:.2f} | {dense_ms:.2f} | | {uniform_ms:.2f} | "
+        f"| {1e3 * latency_at(table, chosen):.2f} |"
+    )
+    return harness.markdown_table(header, cells) + "\n" + total
+
+
+def accuracy_table(rows: list[dict], study: AllocationStudy) -> str:
+    """Markdown: per spec the achieved sparsity and the metric after the hard prune and each
+    retraining epoch."""
+    header = [
+        "spec",
+        "achieved sparsity",
+        "hard prune",
+        *(f"retrain {e + 1}" for e in range(study.retrain_epochs)),
+    ]
+    cells = [
+        [
+            r["key"],
+            f"{r['sparsity']:.3f}",
+            *(harness.percent_cell([v]) for v in [r["hard_prune"], *r["retrain"]]),
+        ]
+        for r in rows
+    ]
+    return harness.markdown_table(header, cells)
+
+
+def _block_section(blocks: dict) -> str:
+    totals = np.sum(list(blocks.values()), axis=0) * 1e3
+    return (
+        "Summed over the same layers, the 16×16 block-sparse matmul (gather, per-block products, "
+        "scatter-add) takes "
+        + ", ".join(f"{t:.1f} ms at s = {g:g}" for g, t in zip(BLOCK_SPARSITIES[1:], totals[1:]))
+        + f" against {totals[0]:.1f} ms for the dense matmuls: on XLA:CPU, tiles of this size do not pay."
+    )
 
 
 def report(result: dict, study: AllocationStudy, out: Path) -> str:
     """Markdown: per layer the latency at 0, at the uniform sparsity and at its allocated one;
     then accuracy of the two specs after the hard prune and each retraining epoch."""
-    out = Path(out)
-    table, chosen, rows = result["table"], result["allocation"], result["rows"]
-    grid = np.asarray(LATENCY_SPARSITIES)
-    at = int(np.argmin(np.abs(grid - study.sparsity)))
-    sizes = result["sizes"]
-    lines = [
-        "| layer | params | MFLOPs / example | dense ms | uniform s | ms | allocated s | ms |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for path, times in table.items():
-        mine = int(np.argmin(np.abs(grid - chosen[path])))
-        lines.append(
-            f"| {path} | {sizes[path]['params']} | {sizes[path]['flops'] / 1e6:.2f} | {1e3 * times[0]:.3f} "
-            f"| {study.sparsity:g} | {1e3 * times[at]:.3f} "
-            f"| {chosen[path]:g} | {1e3 * times[mine]:.3f} |"
-        )
-    uniform_ms = 1e3 * sum(t[at] for t in table.values())
-    allocated_ms = 1e3 * latency_at(table, chosen)
-    dense_ms = 1e3 * sum(t[0] for t in table.values())
-    params = sum(v["params"] for v in sizes.values())
-    flops = sum(v["flops"] for v in sizes.values()) / 1e6
-    lines.append(
-        f"| **total** | {params} | {flops:.2f} | {dense_ms:.2f} | | {uniform_ms:.2f} | | {allocated_ms:.2f} |"
-    )
-    head = "| spec | achieved sparsity | hard prune | " + " | ".join(
-        f"retrain {e + 1}" for e in range(study.retrain_epochs)
-    )
-    acc = [head + " |", "|---|---|---|" + "---|" * study.retrain_epochs]
-    for r in rows:
-        cells = [percent_cell([r["hard_prune"]])] + [percent_cell([v]) for v in r["retrain"]]
-        acc.append(f"| {r['key']} | {r['sparsity']:.3f} | " + " | ".join(cells) + " |")
-    problem = result["problem"]
-    sections = []
-    if result.get("blocks"):
-        totals = np.sum([times for times in result["blocks"].values()], axis=0) * 1e3
-        sections.append(
-            "Summed over the same layers, the 16×16 block-sparse matmul (gather, per-block products, "
-            "scatter-add) takes "
-            + ", ".join(f"{t:.1f} ms at s = {g:g}" for g, t in zip(BLOCK_SPARSITIES[1:], totals[1:]))
-            + f" against {totals[0]:.1f} ms for the dense matmuls: on XLA:CPU, tiles of this size do not pay."
-        )
+    table, rows, problem = result["table"], result["rows"], result["problem"]
+    at = _grid_index(study.sparsity)
+    uniform_ms, dense_ms = (1e3 * sum(t[i] for t in table.values()) for i in (at, 0))
     text = "\n\n".join(
         [
             f"# Latency-budgeted allocation: {problem.name}/{problem.size}, "
@@ -255,10 +275,10 @@ def report(result: dict, study: AllocationStudy, out: Path) -> str:
             f"uniform sparsity {study.sparsity:g} ({uniform_ms:.2f} ms of {dense_ms:.2f} ms dense); gradual "
             f"magnitude, {study.solve_epochs} solve + {study.retrain_epochs} retraining epochs, "
             f"Adam {study.lr:g}.",
-            "\n".join(lines),
-            *sections,
-            "\n".join(acc),
+            layer_table(result, study),
+            *([_block_section(result["blocks"])] if result.get("blocks") else []),
+            accuracy_table(rows, study),
         ]
     )
-    (out / "report.md").write_text(text + "\n")
+    (Path(out) / "report.md").write_text(text + "\n")
     return text

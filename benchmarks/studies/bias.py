@@ -22,6 +22,8 @@ from prunax import problems, solvers
 from prunax.constraints import Unstructured
 from prunax.problems.bert import gender_bias, minilm
 
+from .. import harness
+
 ADDED = ("query", "key", "value", "context", "output")
 
 
@@ -37,19 +39,19 @@ def encoders(sparsities=(0.5, 0.8), epochs: int = 1, out: Path | None = None, qu
         one_shot, _ = solvers.finalize(spec, dense)
         models[f"magnitude {s:g}, one-shot"] = (one_shot, problem.evaluate(one_shot, {})["cosine"])
         if epochs:
-            result = solvers.prune(
+            tx = optax.chain(optax.adamw(5e-5, weight_decay=0.0), solvers.magnitude(spec))
+            row, result = harness.run_prune(
                 problem,
                 spec,
-                optax.chain(optax.adamw(5e-5, weight_decay=0.0), solvers.magnitude(spec)),
-                solve_epochs=epochs,
-                retrain_epochs=0,
-                start=(dense, {}),
-                run_dir=None if out is None else Path(out) / "checkpoints" / f"magnitude-s{s:g}",
+                tx,
+                (dense, {}),
+                harness.Budget(epochs, 0),
+                key=f"magnitude-s{s:g}",
+                out=out,
                 resume=True,
                 quiet=quiet,
             )
-            cosine = result.records[-1]["metrics"]["cosine"]
-            models[f"magnitude {s:g}, +{epochs} ep"] = (result.params, cosine)
+            models[f"magnitude {s:g}, +{epochs} ep"] = (result.params, harness.final_metric(row))
     return models
 
 
@@ -65,13 +67,16 @@ def _cell(bias) -> str:
 
 def layer_table(biases: dict, layers: int) -> str:
     """Layer × position: gap in % (agreement)."""
-    header = "| layer | emb | " + " | ".join(gender_bias.LABELS[p] for p in gender_bias.POSITIONS) + " |"
-    out = [header, "|---|---|" + "---|" * len(gender_bias.POSITIONS)]
-    for layer in range(layers):
-        emb = _cell(biases["embedding"]) if layer == 0 else ""
-        cells = [_cell(biases[f"{layer}/{p}"]) for p in gender_bias.POSITIONS]
-        out.append(f"| L{layer} | {emb} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    header = ["layer", "emb", *(gender_bias.LABELS[p] for p in gender_bias.POSITIONS)]
+    cells = [
+        [
+            f"L{layer}",
+            _cell(biases["embedding"]) if layer == 0 else "",
+            *(_cell(biases[f"{layer}/{p}"]) for p in gender_bias.POSITIONS),
+        ]
+        for layer in range(layers)
+    ]
+    return harness.markdown_table(header, cells)
 
 
 def observations(biases: dict, layers: int) -> list[str]:
@@ -98,41 +103,33 @@ def comparison(results: dict, models: dict) -> str:
     """Per model: the embedding cosine to dense, the mean gap over layers per position and the
     last layer's attention agreement."""
     layers = minilm.config().layers
-    header = "| model | cosine to dense | emb | " + " | ".join(
-        gender_bias.LABELS[p] for p in gender_bias.POSITIONS
-    )
-    rule = "|---|---|---|" + "---|" * len(gender_bias.POSITIONS) + "---|"
-    out = [header + f" | L{layers - 1} att agreement |", rule]
+    header = ["model", "cosine to dense", "emb", *(gender_bias.LABELS[p] for p in gender_bias.POSITIONS)]
+    cells = []
     for name, biases in results.items():
         means = [np.mean([biases[f"{i}/{p}"].gap for i in range(layers)]) for p in gender_bias.POSITIONS]
-        agree = biases[f"{layers - 1}/attention"].agreement
-        out.append(
-            f"| {name} | {models[name][1]:.3f} | {100 * biases['embedding'].gap:.1f} | "
-            + " | ".join(f"{100 * m:.1f}" for m in means)
-            + f" | {agree:.2f} |"
+        cells.append(
+            [
+                name,
+                f"{models[name][1]:.3f}",
+                f"{100 * biases['embedding'].gap:.1f}",
+                *(f"{100 * m:.1f}" for m in means),
+                f"{biases[f'{layers - 1}/attention'].agreement:.2f}",
+            ]
         )
-    return "\n".join(out)
+    return harness.markdown_table([*header, f"L{layers - 1} att agreement"], cells)
 
 
 def plot(results: dict, layers: int, path: Path) -> Path:
     """The gap along the detector positions, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = ["embedding"] + [f"{i}/{p}" for i in range(layers) for p in gender_bias.POSITIONS]
     ticks = ["emb"] + [f"L{i} {gender_bias.LABELS[p]}" for i in range(layers) for p in gender_bias.POSITIONS]
-    fig, ax = plt.subplots(figsize=(12, 3.8))
-    for name, biases in results.items():
-        ax.plot(range(len(keys)), [100 * biases[k].gap for k in keys], marker=".", label=name)
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(keys)), ticks, rotation=90, fontsize=7)
-    ax.set(ylabel="gap (% of mean score)", title="gender-bias gap through MiniLM")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with harness.figure(path, figsize=(12, 3.8)) as (_, ax):
+        for name, biases in results.items():
+            ax.plot(range(len(keys)), [100 * biases[k].gap for k in keys], marker=".", label=name)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(range(len(keys)), ticks, rotation=90, fontsize=7)
+        ax.set(ylabel="gap (% of mean score)", title="gender-bias gap through MiniLM")
+        ax.legend(fontsize=7)
     return path
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..configs import ConvergenceStudy
-from .convergence import final_metric
+from ..harness import final_metric, markdown_table
+from .convergence import runs_of
 
 
 def compression(sparsity: float) -> float:
@@ -25,20 +26,19 @@ def compression_table(rows: list[dict], grid: ConvergenceStudy) -> str:
     """Markdown: per method, the metric at 1× (dense) and after the last retraining epoch at each
     compression, hard-prune value in brackets; then the loss against dense in points."""
     dense = float(np.mean([r["dense"] for r in rows]))
-    header = "| method | 1× (dense) | " + " | ".join(f"{compression(s):.1f}×" for s in grid.sparsities) + " |"
-    out = [header, "|---|---|" + "---|" * len(grid.sparsities)]
+    cells = []
     for method in grid.methods:
-        cells = []
+        cells.append([method, f"{100 * dense:.1f}"])
         for s in grid.sparsities:
-            mine = [r for r in rows if r["method"] == method and r["sparsity"] == s]
+            mine = runs_of(rows, method, s)
             if not mine:
-                cells.append("—")
+                cells[-1].append("—")
                 continue
             final = np.mean([final_metric(r) for r in mine])
             hard = np.mean([r["hard_prune"] for r in mine])
-            cells.append(f"{100 * final:.1f} ({100 * hard:.1f}) {100 * (final - dense):+.1f}")
-        out.append(f"| {method} | {100 * dense:.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+            cells[-1].append(f"{100 * final:.1f} ({100 * hard:.1f}) {100 * (final - dense):+.1f}")
+    header = ["method", "1× (dense)", *(f"{compression(s):.1f}×" for s in grid.sparsities)]
+    return markdown_table(header, cells)
 
 
 def goal(rows: list[dict], grid: ConvergenceStudy) -> str:
@@ -49,8 +49,7 @@ def goal(rows: list[dict], grid: ConvergenceStudy) -> str:
         reached = [
             compression(s)
             for s in grid.sparsities
-            if (mine := [r for r in rows if r["method"] == method and r["sparsity"] == s])
-            and np.mean([final_metric(r) for r in mine]) >= dense - 0.01
+            if (mine := runs_of(rows, method, s)) and np.mean([final_metric(r) for r in mine]) >= dense - 0.01
         ]
         best = f"{max(reached):.1f}×" if reached else "none of the tested rates"
         lines.append(f"* {method}: within 1 point of dense up to {best}")

@@ -1,5 +1,6 @@
 """Sparse progressive distillation (SPD) against magnitude + KD and magnitude alone on MiniLM
-sentence polarity, at the same epoch budget and the same pruning schedule (docs/benchmarks.md, "Sparse progressive distillation"):
+sentence polarity, at the same epoch budget and the same pruning schedule
+(docs/benchmarks.md, "Sparse progressive distillation"):
 
 * ``spd`` — stage 1 prunes with a cubic schedule (``updates`` mask updates, the last one at the
   final step of the stage) while each layer comes from the student with p = p0 (0.8) else from the
@@ -15,8 +16,7 @@ hard prune (``finalize``) between the stages. The paper's claim: SPD > magnitude
 
 from __future__ import annotations
 
-import json
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,8 @@ import optax
 
 from prunax import problems, solvers
 
+from .. import harness
 from ..configs import DistillationStudy
-from .convergence import constraint_spec, final_metric, finished_runs, percent_cell, summarize
 
 
 def run_key(method: str, structure: str, sparsity: float) -> str:
@@ -45,10 +45,10 @@ def one_run(
     """One method at one setting through ``solvers.prune``; returns its summary row."""
     problem = problems.get("bert", study.size)
     teacher = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
-    spec = constraint_spec(problem, structure, sparsity)
+    spec = harness.constraint_spec(problem, structure, sparsity)
     steps = problem.steps_per_epoch(problem.recipe.batch_size)
     prune_steps = study.prune_epochs * steps
-    retrain_steps = (study.replace_epochs + study.finetune_epochs) * steps
+    retrain_epochs = study.replace_epochs + study.finetune_epochs
     start = teacher
     if method != "magnitude":
         replacing = (
@@ -60,73 +60,47 @@ def one_run(
         start = (teacher[0], solvers.wrap_state(teacher[1], teacher[0]))
     end = prune_steps - 1  # the last mask update lands on the stage's final step
     ramp = solvers.cubic_fraction(0, end, every=max(end // study.updates, 1))
-    began = time.perf_counter()
-    result = solvers.prune(
-        problem,
-        spec,
-        optax.chain(_optimizer(study.lr, prune_steps), solvers.magnitude(spec, ramp)),
-        solve_epochs=study.prune_epochs,
-        retrain_epochs=study.replace_epochs + study.finetune_epochs,
-        retrain_optimizer=_optimizer(study.lr, retrain_steps),
-        start=start,
-        seed=study.seed,
-        run_dir=out / "checkpoints" / run_key(method, structure, sparsity),
-        resume=resume,
-        quiet=quiet,
+    tx = optax.chain(_optimizer(study.lr, prune_steps), solvers.magnitude(spec, ramp))
+    budget = harness.Budget(
+        study.prune_epochs, retrain_epochs, _optimizer(study.lr, retrain_epochs * steps), study.seed
     )
-    return {
-        "key": run_key(method, structure, sparsity),
-        "method": method,
-        "structure": structure,
-        "sparsity": sparsity,
-        "metric": problem.metric,
-        **summarize(result.records, problem.metric),
-        "wall_seconds": time.perf_counter() - began,
-    }
+    fields = {"method": method, "structure": structure, "sparsity": sparsity, "metric": problem.metric}
+    key = run_key(method, structure, sparsity)
+    return harness.run_prune(
+        problem, spec, tx, start, budget, key=key, out=out, resume=resume, quiet=quiet, fields=fields
+    )[0]
 
 
 def run(
     study: DistillationStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None
 ) -> list[dict]:
     """Every (setting, method) run; ``runs.jsonl`` in ``out`` lets ``resume`` skip finished ones."""
-    out = Path(out)
-    results, done = finished_runs(out, resume)
-    rows = []
-    runs = [(m, st, s) for st, s in study.settings for m in study.methods]
-    for i, (method, structure, sparsity) in enumerate(runs):
-        key = run_key(method, structure, sparsity)
-        if key in done:
-            rows.append(done[key])
-            continue
-        if progress:
-            progress(f"[{i + 1}/{len(runs)}] bert/{study.size} {key}")
-        row = one_run(study, method, structure, sparsity, out, resume, quiet)
-        with results.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        rows.append(row)
-    return rows
+    log = harness.RunLog(out, resume)
+    runs = [
+        (run_key(m, st, s), partial(one_run, study, m, st, s, out, resume, quiet))
+        for st, s in study.settings
+        for m in study.methods
+    ]
+    return log.rows(runs, progress, f"bert/{study.size} ")
 
 
 def table(rows: list[dict], study: DistillationStudy) -> str:
     """Per setting and method: accuracy (%) after the pruning stage, at the hard prune, after the
     replacing stage and at the end; wall time."""
     replace = study.replace_epochs
-    out = [
-        "| setting | method | after stage 1 | hard prune | after stage 2 | final | seconds |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    header = ["setting", "method", "after stage 1", "hard prune", "after stage 2", "final", "seconds"]
+    cells = []
     for r in rows:
         stage2 = r["retrain"][replace - 1] if len(r["retrain"]) >= replace else None
-        final = final_metric(r)
-        cells = [
-            percent_cell([r["solved"]]),
-            percent_cell([r["hard_prune"]]),
-            percent_cell([stage2]),
-            percent_cell([final]),
-        ]
+        stages = (r["solved"], r["hard_prune"], stage2, harness.final_metric(r))
+        accuracies = [harness.percent_cell([v]) for v in stages]
         setting = f"{r['structure']} {r['sparsity']:g}"
-        out.append(f"| {setting} | {r['method']} | " + " | ".join(cells) + f" | {r['wall_seconds']:.0f} |")
-    return "\n".join(out)
+        cells.append([setting, r["method"], *accuracies, f"{r['wall_seconds']:.0f}"])
+    return harness.markdown_table(header, cells)
+
+
+def _runs_at(rows: list[dict], structure: str, sparsity: float) -> list[dict]:
+    return [r for r in rows if r["structure"] == structure and r["sparsity"] == sparsity]
 
 
 def order(rows: list[dict], study: DistillationStudy) -> list[str]:
@@ -134,8 +108,7 @@ def order(rows: list[dict], study: DistillationStudy) -> list[str]:
     magnitude)."""
     lines = []
     for structure, sparsity in study.settings:
-        mine = [r for r in rows if r["structure"] == structure and r["sparsity"] == sparsity]
-        ranked = sorted(mine, key=lambda r: -final_metric(r))
+        ranked = sorted(_runs_at(rows, structure, sparsity), key=lambda r: -harness.final_metric(r))
         lines.append(f"{structure} {sparsity:g}: " + " > ".join(r["method"] for r in ranked))
     return lines
 
@@ -143,30 +116,22 @@ def order(rows: list[dict], study: DistillationStudy) -> list[str]:
 def plot(rows: list[dict], study: DistillationStudy, path: Path) -> Path:
     """Accuracy after the pruning stage (= hard prune) and each retraining epoch, a panel per
     setting, a line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     settings = list(study.settings)
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.4), squeeze=False)
-    for ax, (structure, sparsity) in zip(axes[0], settings):
-        for r in rows:
-            if r["structure"] == structure and r["sparsity"] == sparsity:
+    size = (4.2 * len(settings), 3.4)
+    with harness.figure(path, ncols=len(settings), figsize=size, squeeze=False) as (_, axes):
+        for ax, (structure, sparsity) in zip(axes[0], settings):
+            for r in _runs_at(rows, structure, sparsity):
                 curve = [r["hard_prune"], *r["retrain"]]
                 ax.plot(range(len(curve)), [100 * v for v in curve], marker="o", label=r["method"])
                 ax.set_xticks(range(len(curve)))
-        ax.axhline(100 * rows[0]["dense"], color="grey", linestyle="--", linewidth=1, label="dense")
-        ax.axvline(study.replace_epochs + 0.5, color="grey", linewidth=0.6)
-        ax.set(
-            title=f"{structure} {sparsity:g}",
-            xlabel="retraining epoch (0: end of pruning)",
-            ylabel=f"{rows[0]['metric']} (%)",
-        )
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            ax.axhline(100 * rows[0]["dense"], color="grey", linestyle="--", linewidth=1, label="dense")
+            ax.axvline(study.replace_epochs + 0.5, color="grey", linewidth=0.6)
+            ax.set(
+                title=f"{structure} {sparsity:g}",
+                xlabel="retraining epoch (0: end of pruning)",
+                ylabel=f"{rows[0]['metric']} (%)",
+            )
+            ax.legend(fontsize=8)
     return path
 
 

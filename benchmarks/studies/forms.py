@@ -12,8 +12,7 @@ that smaller fragments cost less accuracy and skip more.
 
 from __future__ import annotations
 
-import json
-import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -23,10 +22,11 @@ import optax
 from prunax import constraints, problems, solvers
 from prunax.problems import resnet
 
+from .. import harness
 from ..configs import FormsStudy
 from ..hardware import crossbar
 from ..hardware.layer_inputs import conv_inputs, im2col_windows
-from .convergence import constraint_spec, finished_runs, percent_cell, summarize
+from ..methods import CONVERGENCE, SolvePhase
 
 
 def run_key(structure: str, fragment: int | None) -> str:
@@ -36,7 +36,7 @@ def run_key(structure: str, fragment: int | None) -> str:
 def polarized_spec(problem, structure: str, sparsity: float, fragment: int | None):
     """``structure`` at ``sparsity`` on the prunable convs, intersected with ``ColumnSign(f, axis=2)``
     (rows = kh·kw·cin, the crossbar wordlines)."""
-    base = constraint_spec(problem, structure, sparsity)
+    base = harness.constraint_spec(problem, structure, sparsity)
     if fragment is None:
         return base
     rules = [
@@ -71,123 +71,101 @@ def network_cost(problem, model, params, state, spec, hw: crossbar.Hardware, win
 def one_run(
     study: FormsStudy, structure: str, fragment: int | None, out: Path, resume: bool, quiet: bool
 ) -> dict:
-    """ADMM on ``structure ∩ ColumnSign(fragment)``, hard prune, masked retraining; the summary row."""
+    """ADMM on ``structure ∩ ColumnSign(fragment)``, hard prune, masked retraining; the summary row
+    with the crossbar cost of the dense and the pruned convs."""
     problem = problems.get("resnet", study.size)
     start = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
     spec = polarized_spec(problem, structure, study.sparsity, fragment)
-    steps = problem.steps_per_epoch(problem.recipe.batch_size)
-    solver = solvers.admm(spec, rho=1e-2, every=max(steps // 4, 1), rho_growth=1.3)
-    key = run_key(structure, fragment)
-    began = time.perf_counter()
-    result = solvers.prune(
-        problem,
-        spec,
-        optax.chain(solver, optax.adam(study.lr)),
-        solve_epochs=study.solve_epochs,
-        retrain_epochs=study.retrain_epochs,
-        retrain_optimizer=optax.adam(study.lr),
-        start=start,
-        seed=study.seed,
-        run_dir=out / "checkpoints" / key,
-        resume=resume,
-        quiet=quiet,
-    )
-    seconds = time.perf_counter() - began
+    tx = CONVERGENCE["admm"].transform(SolvePhase.of(problem, spec, study.lr, study.solve_epochs))
+    budget = harness.Budget(study.solve_epochs, study.retrain_epochs, optax.adam(study.lr), study.seed)
     model = resnet.model_of(problem)
     hw = crossbar.Hardware(fragment=fragment or 8)
-    return {
-        "key": key,
-        "structure": structure,
-        "fragment": fragment,
-        "sparsity": study.sparsity,
-        **summarize(result.records, problem.metric),
-        "dense_cost": network_cost(problem, model, *start, spec, hw, study.windows, study.seed),
-        "cost": network_cost(
+
+    def costs(result) -> dict:
+        dense = network_cost(problem, model, *start, spec, hw, study.windows, study.seed)
+        pruned = network_cost(
             problem, model, result.params, result.state, spec, hw, study.windows, study.seed
-        ),
-        "wall_seconds": seconds,
-    }
+        )
+        return {"dense_cost": dense, "cost": pruned}
+
+    fields = {"structure": structure, "fragment": fragment, "sparsity": study.sparsity}
+    key = run_key(structure, fragment)
+    row, _ = harness.run_prune(
+        problem,
+        spec,
+        tx,
+        start,
+        budget,
+        key=key,
+        out=out,
+        resume=resume,
+        quiet=quiet,
+        fields=fields,
+        measure=costs,
+    )
+    return row
 
 
 def run(study: FormsStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:
     """Every (structure, fragment) run, appended to ``out/runs.jsonl``; finished runs are skipped
     when resuming."""
-    out = Path(out)
-    results_file, done = finished_runs(out, resume)
-    rows = []
-    for i, (structure, fragment) in enumerate(study.runs()):
-        key = run_key(structure, fragment)
-        if key in done:
-            rows.append(done[key])
-            continue
-        if progress:
-            progress(f"[{i + 1}/{len(study.runs())}] resnet/{study.size} {key}")
-        row = one_run(study, structure, fragment, out, resume, quiet)
-        with results_file.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        rows.append(row)
-    return rows
+    log = harness.RunLog(out, resume)
+    runs = [(run_key(*r), partial(one_run, study, *r, out, resume, quiet)) for r in study.runs()]
+    return log.rows(runs, progress, f"resnet/{study.size} ")
 
 
 def table(rows: list[dict], study: FormsStudy) -> str:
     """Markdown: per run the accuracy trajectory and the crossbar cost of the pruned convs."""
-    head = (
-        "| structure | fragment | after solve | hard prune | "
-        + " | ".join(f"retrain {e + 1}" for e in range(study.retrain_epochs))
-        + " | crossbars (dense) | sign bits | violations (compacted) | skipped | speed-up (dense) |"
-    )
-    out = [head, "|" + "---|" * (9 + study.retrain_epochs)]
+    header = ["structure", "fragment", "after solve", "hard prune"]
+    header += [f"retrain {e + 1}" for e in range(study.retrain_epochs)]
+    header += ["crossbars (dense)", "sign bits", "violations (compacted)", "skipped", "speed-up (dense)"]
+    cells = []
     for r in rows:
         c, d = r["cost"], r["dense_cost"]
-        cells = [percent_cell([r["solved"]]), percent_cell([r["hard_prune"]])]
-        cells += [percent_cell([v]) for v in r["retrain"]]
-        cells += [
-            f"{c['crossbars_FORMS']} ({d['crossbars_FORMS']})",
-            f"{c['sign_bits']}" if r["fragment"] else "—",
-            f"{c['violations']} ({c['violations_compacted']})",
-            f"{100 * c['skipped_fraction']:.1f} %",
-            f"{c['speedup']:.2f}× ({d['speedup']:.2f}×)",
-        ]
-        out.append(f"| {r['structure']} | {r['fragment'] or 'none'} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+        accuracies = [harness.percent_cell([v]) for v in (r["solved"], r["hard_prune"], *r["retrain"])]
+        cells.append(
+            [
+                r["structure"],
+                str(r["fragment"] or "none"),
+                *accuracies,
+                f"{c['crossbars_FORMS']} ({d['crossbars_FORMS']})",
+                f"{c['sign_bits']}" if r["fragment"] else "—",
+                f"{c['violations']} ({c['violations_compacted']})",
+                f"{100 * c['skipped_fraction']:.1f} %",
+                f"{c['speedup']:.2f}× ({d['speedup']:.2f}×)",
+            ]
+        )
+    return harness.markdown_table(header, cells)
 
 
 def plot(rows: list[dict], study: FormsStudy, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for structure in study.structures:
-        mine = [r for r in rows if r["structure"] == structure and r["fragment"]]
-        mine.sort(key=lambda r: r["fragment"])
-        f = [r["fragment"] for r in mine]
-        axes[0].plot(
-            f,
-            [100 * (r["retrain"][-1] if r["retrain"] else r["hard_prune"]) for r in mine],
-            "o-",
-            label=structure,
-        )
-        axes[1].plot(f, [r["cost"]["speedup"] for r in mine], "o-", label=structure)
-        free = [r for r in rows if r["structure"] == structure and not r["fragment"]]
-        if free:
-            final = free[0]["retrain"][-1] if free[0]["retrain"] else free[0]["hard_prune"]
-            axes[0].axhline(100 * final, ls=":", color=axes[0].lines[-1].get_color())
-    for ax, label in zip(axes, ("accuracy after retraining (%)", "zero-skipping speed-up (×)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("fragment size f (rows)")
-        ax.set_ylabel(label)
-        ax.legend()
-    axes[0].set_title("dotted: same structure without polarity")
+    """Accuracy after retraining and zero-skipping speed-up against the fragment size, a line per
+    structure; dotted: the same structure without polarity."""
     path = out / "forms.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with harness.figure(path, ncols=2, figsize=(10, 4)) as (_, axes):
+        for structure in study.structures:
+            mine = sorted(
+                (r for r in rows if r["structure"] == structure and r["fragment"]),
+                key=lambda r: r["fragment"],
+            )
+            f = [r["fragment"] for r in mine]
+            axes[0].plot(f, [100 * harness.final_metric(r) for r in mine], "o-", label=structure)
+            axes[1].plot(f, [r["cost"]["speedup"] for r in mine], "o-", label=structure)
+            free = [r for r in rows if r["structure"] == structure and not r["fragment"]]
+            if free:
+                color = axes[0].lines[-1].get_color()
+                axes[0].axhline(100 * harness.final_metric(free[0]), ls=":", color=color)
+        for ax, label in zip(axes, ("accuracy after retraining (%)", "zero-skipping speed-up (×)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("fragment size f (rows)")
+            ax.set_ylabel(label)
+            ax.legend()
+        axes[0].set_title("dotted: same structure without polarity")
     return path
 
 
 def report(rows: list[dict], study: FormsStudy, out: Path) -> str:
+    """``report.md`` and ``forms.png`` in ``out``; returns the Markdown."""
     out = Path(out)
     plot(rows, study, out)
     dense = rows[0]["dense"]

@@ -9,7 +9,7 @@ and run-time switching between levels on the shared weights.
    (the pattern of most kept energy) on the block-pruned weights; a candidate is a mask set, the
    weights stay shared. Candidate 0 is the block-pruned model itself.
 3. Level-aware training: the shared weights are trained for a few epochs with one candidate's
-   masks drawn per step (``rt3.switchable``), so every mask set, not only the block-pruned one,
+   masks drawn per step (``solvers.switchable``), so every mask set, not only the block-pruned one,
    has weights fitted to it; the weights stay shared and the block support stays fixed.
 4. Levels: at frequency f the deadline admits f times the work of the block-pruned model at full
    frequency (latency ∝ nonzeros / f), so a level's budget is f · (its nonzero fraction). The
@@ -20,9 +20,10 @@ and run-time switching between levels on the shared weights.
 
 from __future__ import annotations
 
-import json
+import itertools
 import re
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -31,11 +32,11 @@ import numpy as np
 import optax
 
 from prunax import problems, solvers
-from prunax.constraints import Block, Pattern, leaves_with_paths, mine_patterns, spec
+from prunax.constraints import Block, Pattern, apply_masks, leaves_with_paths, mine_patterns, spec
 
+from .. import harness
 from ..configs import RT3Study
-from . import _rt3_parts as rt3
-from .convergence import final_metric, finished_runs, percent_cell, rgl_lambda, summarize, transform
+from ..methods import CONVERGENCE, SolvePhase
 
 
 def candidate_key(candidate: tuple[float, int] | None) -> str:
@@ -46,22 +47,15 @@ def block_pruned(study: RT3Study, problem, out: Path, resume: bool, quiet: bool)
     """The block-pruned (params, state) and its summary row; resumable from ``out/checkpoints``."""
     block = spec([(problem.prunable, Block((study.tile, study.tile), study.block_sparsity, axes=(0, 1)))])
     start = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
-    steps = problem.steps_per_epoch(problem.recipe.batch_size)
-    lam = rgl_lambda(block, start[0], study.block_sparsity, steps * study.solve_epochs, study.lr)
-    result = solvers.prune(
-        problem,
-        block,
-        transform("rgl", block, steps, study.solve_epochs, study.lr, lam),
-        solve_epochs=study.solve_epochs,
-        retrain_epochs=study.retrain_epochs,
-        retrain_optimizer=optax.adam(study.lr),
-        start=start,
-        seed=study.seed,
-        run_dir=out / "checkpoints" / "block",
-        resume=resume,
-        quiet=quiet,
+    phase = SolvePhase.of(
+        problem, block, study.lr, study.solve_epochs, start=start[0], sparsity=study.block_sparsity
     )
-    return result.params, result.state, summarize(result.records, problem.metric)
+    budget = harness.Budget(study.solve_epochs, study.retrain_epochs, optax.adam(study.lr), study.seed)
+    tx = CONVERGENCE["rgl"].transform(phase)
+    row, result = harness.run_prune(
+        problem, block, tx, start, budget, key="block", out=out, resume=resume, quiet=quiet
+    )
+    return result.params, result.state, row
 
 
 def pattern_spec(problem, params, tile: int, density: float, count: int):
@@ -104,7 +98,7 @@ def shared_training(study: RT3Study, problem, params, state, mask_sets, out: Pat
     the block-pruned support stays exactly zero (``keep_masked``)."""
     names = ",".join(candidate_key(c) for c in study.candidates)
     trained = solvers.fit(
-        rt3.switchable(problem, mask_sets, f"tile {study.tile}: {names}"),
+        solvers.switchable(problem, mask_sets, f"tile {study.tile}: {names}"),
         optax.chain(optax.adam(study.lr), solvers.keep_masked(mask_sets[0])),
         epochs=study.shared_epochs,
         seed=study.seed,
@@ -116,12 +110,44 @@ def shared_training(study: RT3Study, problem, params, state, mask_sets, out: Pat
     return trained.params, trained.state
 
 
+_switch = jax.jit(apply_masks)
+
+
+def switch(params, masks):
+    """The weights of a level: the shared (block-pruned) weights under that level's mask set."""
+    return _switch(params, masks)
+
+
+def switch_milliseconds(params, mask_sets, repeats: int = 20) -> float:
+    """Median time of switching to each mask set in turn (compiled once: same shapes), in ms."""
+    levels = itertools.cycle(mask_sets)
+    (ms,), _ = harness.median_ms(lambda: switch(params, next(levels)), repeats=repeats)
+    return ms
+
+
+def candidate_row(problem, block, shared, state, candidate, masks) -> dict:
+    """A candidate's density and accuracy on the shared weights, and its test accuracy on the
+    block-pruned weights before level-aware training."""
+    began = time.perf_counter()
+    level = switch(shared, masks)
+    return {
+        "key": candidate_key(candidate),
+        "density": density(problem, level),
+        "tile_density": None if candidate is None else candidate[0],
+        "set_size": None if candidate is None else candidate[1],
+        "test_before": problem.evaluate(switch(block, masks), state, "test")[problem.metric],
+        "train": problem.evaluate(level, state, "train")[problem.metric],
+        "test": problem.evaluate(level, state, "test")[problem.metric],
+        "wall_seconds": time.perf_counter() - began,
+    }
+
+
 def run(study: RT3Study, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> dict:
     """Block pruning, the candidates' mask sets, level-aware training, every candidate's accuracy
     before and after it (``out/runs.jsonl``, one row each; finished ones are kept when resuming),
     the controller's choice per level and the switch time."""
     out = Path(out)
-    results_file, done = finished_runs(out, resume)
+    log = harness.RunLog(out, resume)
     problem = problems.get("bert", study.size)
     if progress:
         progress(f"block pruning bert/{study.size} in {study.tile}x{study.tile} tiles")
@@ -130,31 +156,11 @@ def run(study: RT3Study, out: Path, resume: bool = False, quiet: bool = True, pr
     if progress:
         progress(f"level-aware training of the shared weights over {len(mask_sets)} mask sets")
     shared, state = shared_training(study, problem, block, state, mask_sets, out, resume, quiet)
-    rows = []
-    for i, (candidate, masks) in enumerate(zip(study.candidates, mask_sets)):
-        key = candidate_key(candidate)
-        if key in done:
-            rows.append(done[key])
-            continue
-        if progress:
-            progress(f"[{i + 1}/{len(study.candidates)}] candidate {key}")
-        began = time.perf_counter()
-        level = rt3.switch(shared, masks)
-        row = {
-            "key": key,
-            "density": density(problem, level),
-            "tile_density": None if candidate is None else candidate[0],
-            "set_size": None if candidate is None else candidate[1],
-            "test_before": problem.evaluate(rt3.switch(block, masks), state, "test")[problem.metric],
-            "train": problem.evaluate(level, state, "train")[problem.metric],
-            "test": problem.evaluate(level, state, "test")[problem.metric],
-            "wall_seconds": time.perf_counter() - began,
-        }
-        with results_file.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        rows.append(row)
+    evaluate = partial(candidate_row, problem, block, shared, state)
+    runs = [(candidate_key(c), partial(evaluate, c, m)) for c, m in zip(study.candidates, mask_sets)]
+    rows = log.rows(runs, progress, "candidate ")
     budgets = [f * rows[0]["density"] for f in study.frequencies]
-    choice = rt3.reinforce(
+    choice = solvers.reinforce(
         lambda i: rows[i]["train"],
         [r["density"] for r in rows],
         budgets,
@@ -168,7 +174,7 @@ def run(study: RT3Study, out: Path, resume: bool = False, quiet: bool = True, pr
         "budgets": budgets,
         "choice": choice,
         "best": [best_within(rows, b) for b in budgets],
-        "switch_ms": rt3.switch_milliseconds(shared, [mask_sets[i] for i in choice.picks]),
+        "switch_ms": switch_milliseconds(shared, [mask_sets[i] for i in choice.picks]),
     }
 
 
@@ -181,72 +187,73 @@ def best_within(rows: list[dict], budget: float) -> int | None:
 
 def plot(result: dict, study: RT3Study, out: Path) -> Path:
     """Test accuracy against density for every candidate, the levels' budgets and their picks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = result["rows"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k in study.set_sizes:
-        mine = [r for r in rows if r["set_size"] == k]
-        x = [r["density"] for r in mine]
-        (line,) = ax.plot(x, [100 * r["test"] for r in mine], "o-", label=f"K = {k} patterns")
-        ax.plot(x, [100 * r["test_before"] for r in mine], "x--", color=line.get_color(), alpha=0.6)
-    ax.plot(rows[0]["density"], 100 * rows[0]["test"], "ks", label="block-pruned (no patterns)")
-    ax.plot(rows[0]["density"], 100 * rows[0]["test_before"], "kx", alpha=0.6)
-    for f, budget, pick in zip(study.frequencies, result["budgets"], result["choice"].picks):
-        ax.axvline(budget, ls=":", color="grey")
-        ax.annotate(f" f = {f:g}", (budget, 0.02), xycoords=("data", "axes fraction"), fontsize=8)
-        ax.plot(rows[pick]["density"], 100 * rows[pick]["test"], "o", ms=14, mfc="none", color="red")
-    ax.set_xlabel("nonzero fraction of the encoder kernels")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(
-        "dotted: level budgets; red: the controller's picks; x: before level-aware training", fontsize=9
-    )
-    ax.legend(loc="center right")
     path = out / "rt3.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with harness.figure(path, figsize=(7, 4.5)) as (_, ax):
+        for k in study.set_sizes:
+            mine = [r for r in rows if r["set_size"] == k]
+            x = [r["density"] for r in mine]
+            (line,) = ax.plot(x, [100 * r["test"] for r in mine], "o-", label=f"K = {k} patterns")
+            ax.plot(x, [100 * r["test_before"] for r in mine], "x--", color=line.get_color(), alpha=0.6)
+        ax.plot(rows[0]["density"], 100 * rows[0]["test"], "ks", label="block-pruned (no patterns)")
+        ax.plot(rows[0]["density"], 100 * rows[0]["test_before"], "kx", alpha=0.6)
+        for f, budget, pick in zip(study.frequencies, result["budgets"], result["choice"].picks):
+            ax.axvline(budget, ls=":", color="grey")
+            ax.annotate(f" f = {f:g}", (budget, 0.02), xycoords=("data", "axes fraction"), fontsize=8)
+            ax.plot(rows[pick]["density"], 100 * rows[pick]["test"], "o", ms=14, mfc="none", color="red")
+        ax.set_xlabel("nonzero fraction of the encoder kernels")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(
+            "dotted: level budgets; red: the controller's picks; x: before level-aware training", fontsize=9
+        )
+        ax.legend(loc="center right")
     return path
 
 
 def tables(result: dict, study: RT3Study) -> str:
     """Markdown: the candidates, then per level the budget, the pick, the brute-force best and accuracy."""
     rows, choice = result["rows"], result["choice"]
-    lines = [
-        "| candidate | tile density | patterns per kernel | encoder density | test acc before level-aware "
-        "training | train acc | test acc |",
-        "|---|---|---|---|---|---|---|",
+    header = ["candidate", "tile density", "patterns per kernel", "encoder density"]
+    header += ["test acc before level-aware training", "train acc", "test acc"]
+    candidates = [
+        [
+            r["key"],
+            f"{r['tile_density'] or '—'}",
+            f"{r['set_size'] or '—'}",
+            f"{r['density']:.3f}",
+            *(harness.percent_cell([r[k]]) for k in ("test_before", "train", "test")),
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['key']} | {r['tile_density'] or '—'} | {r['set_size'] or '—'} | {r['density']:.3f} | "
-            + " | ".join(percent_cell([r[k]]) for k in ("test_before", "train", "test"))
-            + " |"
-        )
-    levels = [
-        "| frequency | budget (density) | controller's pick | p(pick) | brute-force best | density "
-        "| test acc |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    levels = []
     for level, (f, budget, pick) in enumerate(zip(study.frequencies, result["budgets"], choice.picks)):
         best = result["best"][level]
         levels.append(
-            f"| {f:g} | {budget:.3f} | {rows[pick]['key']} | {choice.probabilities[level, pick]:.2f} "
-            f"| {'—' if best is None else rows[best]['key']} | {rows[pick]['density']:.3f} "
-            f"| {percent_cell([rows[pick]['test']])} |"
+            [
+                f"{f:g}",
+                f"{budget:.3f}",
+                rows[pick]["key"],
+                f"{choice.probabilities[level, pick]:.2f}",
+                "—" if best is None else rows[best]["key"],
+                f"{rows[pick]['density']:.3f}",
+                harness.percent_cell([rows[pick]["test"]]),
+            ]
         )
-    return "\n".join(lines) + "\n\n" + "\n".join(levels)
+    level_header = ["frequency", "budget (density)", "controller's pick", "p(pick)", "brute-force best"]
+    return (
+        harness.markdown_table(header, candidates)
+        + "\n\n"
+        + harness.markdown_table([*level_header, "density", "test acc"], levels)
+    )
 
 
 def report(result: dict, study: RT3Study, out: Path) -> str:
+    """``report.md`` and ``rt3.png`` in ``out``; returns the Markdown."""
     out = Path(out)
     plot(result, study, out)
     block = result["block"]
     accuracy = " → ".join(
-        f"{name} {percent_cell([block[k]] if k else [final_metric(block)])}"
+        f"{name} {harness.percent_cell([block[k]] if k else [harness.final_metric(block)])}"
         for name, k in (("dense", "dense"), ("hard prune", "hard_prune"), ("retrained", None))
     )
     text = "\n\n".join(

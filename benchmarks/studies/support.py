@@ -29,7 +29,9 @@ import optax
 from prunax import solvers
 from prunax.constraints import Unstructured, spec
 
-METHODS = ("magnitude", "admm", "slr", "rgl")
+from ..configs import SUPPORT_METHODS as METHODS
+from ..harness import markdown_table
+from ..methods import SUPPORT, SolvePhase, lookup
 
 
 @dataclass(frozen=True)
@@ -76,35 +78,19 @@ def _loss(params, A, b):
     return 0.5 * jnp.mean(jnp.square(A @ params["x"] - b))
 
 
-def _transform(method: str, constraint_spec, lr: float, every: int):
-    if method == "admm":
-        return optax.chain(
-            solvers.admm(constraint_spec, rho=0.05, every=every, rho_growth=1.1), optax.adam(lr)
-        )
-    if method == "slr":
-        return optax.chain(solvers.slr(constraint_spec, rho=0.1, every=every), optax.adam(lr))
-    if method == "rgl":
-        return optax.chain(
-            optax.adam(lr),
-            solvers.reweighted_group_lasso(
-                constraint_spec, lam=0.05, reweight_every=every, prox=True, learning_rate=lr
-            ),
-        )
-    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
-
-
 def solve(
     problem: LeastSquaresInstance, method: str, steps: int = 1500, lr: float = 0.02, every: int = 50
 ) -> np.ndarray:
     """The (B, n) supports ``method`` ends with, after ``finalize``."""
     n = problem.A.shape[-1]
     constraint_spec = spec([("x", Unstructured(1 - problem.k / n))])
+    solver = lookup(SUPPORT, method)  # None: no solve phase
 
     def one(A, b):
         dense = jnp.linalg.lstsq(A, b)[0]
         params = {"x": dense}
-        if method != "magnitude":
-            tx = _transform(method, constraint_spec, lr, every)
+        if solver is not None:
+            tx = solver.transform(SolvePhase(constraint_spec, lr, every))
 
             def step(carry, _):
                 params, state = carry
@@ -116,8 +102,6 @@ def solve(
         _, masks = solvers.finalize(constraint_spec, params)
         return masks["x"]
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
     return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(problem.A), jnp.asarray(problem.b)))
 
 
@@ -142,12 +126,8 @@ def study(seeds=(0, 1, 2, 3, 4), count: int = 100, progress=None, **solve_kwargs
 
 def report(rows: list[dict]) -> str:
     """Markdown: the rate per seed and method, and the mean ± std over seeds."""
-    lines = ["| seed | instances | " + " | ".join(METHODS) + " |", "|" + "---|" * (2 + len(METHODS))]
-    for row in rows:
-        lines.append(
-            f"| {row['seed']} | {row['instances']} | " + " | ".join(f"{row[m]:.2f}" for m in METHODS) + " |"
-        )
+    cells = [[str(row["seed"]), str(row["instances"]), *(f"{row[m]:.2f}" for m in METHODS)] for row in rows]
     means = [np.mean([r[m] for r in rows]) for m in METHODS]
     stds = [np.std([r[m] for r in rows]) for m in METHODS]
-    lines.append("| mean ± std | | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(means, stds)) + " |")
-    return "\n".join(lines)
+    spread = "| mean ± std | | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(means, stds)) + " |"
+    return markdown_table(["seed", "instances", *METHODS], cells) + "\n" + spread

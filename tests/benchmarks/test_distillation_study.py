@@ -2,6 +2,7 @@
 
 import pytest
 
+from prunax.benchmarks.configs import DISTILLATION_METHODS
 from prunax.benchmarks.studies import distillation as distillation_study
 from prunax.cli import main
 from tests.assets import needs
@@ -15,7 +16,7 @@ def test_a_tiny_study_runs_every_method_and_ranks_them(tmp_path, monkeypatch):
         size="test", settings=(("unstructured", 0.8),), prune_epochs=1, replace_epochs=1, finetune_epochs=0
     )
     rows = distillation_study.run(study, tmp_path / "out")
-    assert [r["method"] for r in rows] == list(distillation_study.METHODS)
+    assert [r["method"] for r in rows] == list(DISTILLATION_METHODS)
     for r in rows:
         assert r["achieved_sparsity"] > 0.79 and len(r["retrain"]) == 1
         assert 0 <= r["hard_prune"] <= 1 and r["dense"] == rows[0]["dense"]

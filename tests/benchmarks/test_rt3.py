@@ -1,5 +1,5 @@
-"""RT3: the REINFORCE controller finds the known best candidate per budget on a toy problem,
-switching levels is a pure mask swap, and the study's candidates on a block-pruned tiny BERT."""
+"""RT3: switching levels is a pure mask swap, the study's candidates and level-aware training on a
+block-pruned tiny BERT, and the study end to end (the controller: tests/solvers/test_reinforce.py)."""
 
 import json
 
@@ -7,50 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
 from prunax import problems, solvers
-from prunax.benchmarks.studies import _rt3_parts as rt3
 from prunax.benchmarks.studies import rt3 as rt3_study
 from prunax.cli import main
 from prunax.constraints import Block, spec
 from tests.assets import needs
-
-
-def test_the_controller_picks_the_most_accurate_candidate_within_each_budget():
-    # candidates: denser is more accurate and costlier; candidate 3 is a dominated outlier
-    accuracies = [0.90, 0.86, 0.80, 0.60, 0.70]
-    costs = [0.60, 0.45, 0.30, 0.30, 0.15]
-    budgets = [0.65, 0.50, 0.32, 0.20]
-    calls = []
-
-    def accuracy(i):
-        calls.append(i)
-        return accuracies[i]
-
-    for seed in range(3):
-        calls.clear()
-        choice = rt3.reinforce(accuracy, costs, budgets, seed=seed)
-        assert choice.picks == (0, 1, 2, 4), seed
-        assert sorted(calls) == sorted(set(calls))  # each candidate evaluated once
-        assert np.all(choice.probabilities.max(1) > 0.8)
-        assert choice.rewards[-50:].mean() > choice.rewards[:50].mean()
-
-
-@settings(max_examples=15, deadline=None)
-@given(
-    st.lists(st.tuples(st.floats(0.3, 1.0), st.floats(0.05, 1.0)), min_size=2, max_size=8),
-    st.lists(st.floats(0.05, 1.0), min_size=1, max_size=4),
-    st.integers(0, 2**16),
-)
-def test_the_controller_finds_the_reward_maximiser_of_every_level(candidates, budgets, seed):
-    accuracies, costs = zip(*candidates)
-    rewards = np.array([[rt3.reward(a, c, b, 10.0) for a, c in candidates] for b in budgets])
-    top2 = np.sort(rewards, axis=1)[:, -2:]
-    assume(np.all(top2[:, 1] - top2[:, 0] >= 0.01))  # a unique best, a point ahead
-    choice = rt3.reinforce(lambda i: accuracies[i], costs, budgets, seed=seed)
-    assert choice.picks == tuple(rewards.argmax(1))
 
 
 def test_switching_swaps_masks_on_shared_weights():
@@ -58,16 +20,13 @@ def test_switching_swaps_masks_on_shared_weights():
     params = {"w": jnp.asarray(rng.standard_normal((4, 8)), jnp.float32), "b": jnp.ones(8)}
     levels = [{"w": jnp.asarray(rng.random((4, 8)) < p), "b": jnp.ones(8, bool)} for p in (0.8, 0.5, 0.2)]
     for masks in levels:
-        out = rt3.switch(params, masks)
+        out = rt3_study.switch(params, masks)
         np.testing.assert_array_equal(out["w"], np.where(masks["w"], params["w"], 0))
         np.testing.assert_array_equal(out["b"], params["b"])
-    assert rt3.switch_milliseconds(params, levels, repeats=3) > 0
+    assert rt3_study.switch_milliseconds(params, levels, repeats=3) > 0
 
 
-def test_bad_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="need candidates"):
-        rt3.reinforce(lambda i: 0.5, [], [0.5])
-    assert rt3.reward(0.9, 0.6, 0.5, 10.0) == pytest.approx(-0.1)
+def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match=r"densities must be non-empty and in \(0, 1\], got \(0.5, 1.5\)"):
         rt3_study.RT3Study(densities=(0.5, 1.5))
     with pytest.raises(ValueError, match="frequencies"):
@@ -91,13 +50,13 @@ def test_candidates_are_pattern_feasible_inside_the_block_support(block_pruned_t
     kernels = problem.prunable_leaves(params)
     for candidate in [(0.5, 2), (0.25, 8)]:
         masks = rt3_study.candidate_masks(problem, params, 16, candidate)
-        level = rt3.switch(params, masks)
+        level = rt3_study.switch(params, masks)
         assert bool(rt3_study.pattern_spec(problem, params, 16, *candidate).is_feasible(level))
         for path, w in problem.prunable_leaves(level).items():
             assert not np.any(np.asarray(w)[np.asarray(kernels[path]) == 0])  # pruned tiles stay pruned
         # every surviving tile keeps exactly n = density · 256 of its weights
         assert rt3_study.density(problem, level) == pytest.approx(0.5 * candidate[0])
-    block_only = rt3.switch(params, rt3_study.candidate_masks(problem, params, 16, None))
+    block_only = rt3_study.switch(params, rt3_study.candidate_masks(problem, params, 16, None))
     assert rt3_study.density(problem, block_only) == 0.5
 
 
@@ -138,7 +97,7 @@ def test_rt3_study_end_to_end_and_resume(tmp_path, monkeypatch):
 def test_level_aware_loss_trains_one_drawn_mask_set_per_step(block_pruned_tiny_bert):
     problem, params = block_pruned_tiny_bert
     sets = [rt3_study.candidate_masks(problem, params, 16, c) for c in [(0.5, 2), (0.25, 2)]]
-    trained = rt3.switchable(problem, sets, "two sets")
+    trained = solvers.switchable(problem, sets, "two sets")
     assert trained.config["switchable"] == "two sets"
     batch = next(trained.batches("train", jax.random.key(0), 8))
     grad = jax.jit(jax.grad(lambda p, k: trained.loss(p, {}, batch, k)[0]))
@@ -154,4 +113,4 @@ def test_level_aware_loss_trains_one_drawn_mask_set_per_step(block_pruned_tiny_b
         drawn.add(inside.index(True))
     assert drawn == {0, 1}
     with pytest.raises(ValueError, match="at least one"):
-        rt3.switchable(problem, [], "none")
+        solvers.switchable(problem, [], "none")

@@ -3,10 +3,10 @@ the hard prune, one retraining epoch; the result is feasible and every metric fi
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from prunax import problems, solvers
+from prunax.benchmarks import methods
 
 # (problem, structure, solver): one structured constraint per problem, several solvers across them
 CASES = [
@@ -17,12 +17,12 @@ CASES = [
 ]
 
 
-def _solver(name, spec, steps):
-    if name == "admm":
-        return optax.chain(solvers.admm(spec, rho=1e-2, every=max(steps // 2, 1)), optax.adam(1e-3))
-    if name == "slr":
-        return optax.chain(solvers.slr(spec, every=max(steps // 2, 1)), optax.adam(1e-3))
-    return optax.chain(optax.adam(1e-3), solvers.magnitude(spec))
+# ADMM without ρ growth, SLR's reference constants, one-shot magnitude; Adam 1e-3, 2 updates per epoch
+SOLVERS = {
+    "admm": methods.ADMM(rho=1e-2, rho_growth=1.0),
+    "slr": methods.SLR(),
+    "magnitude": methods.Magnitude(),
+}
 
 
 @pytest.mark.parametrize(("name", "structure", "solver"), CASES)
@@ -30,11 +30,11 @@ def test_a_structured_pruning_run_ends_feasible_with_finite_metrics(name, struct
     problem = problems.get(name, "test")
     spec = problem.groups[structure](0.5)
     start = problem.init(jax.random.key(0))
-    steps = problem.steps_per_epoch(problem.recipe.batch_size)
+    phase = methods.SolvePhase.of(problem, spec, 1e-3, 1, updates_per_epoch=2)
     result = solvers.prune(
         problem,
         spec,
-        _solver(solver, spec, steps),
+        SOLVERS[solver].transform(phase),
         solve_epochs=1,
         retrain_epochs=1,
         start=start,

@@ -1,4 +1,5 @@
-"""Reweighted group lasso: the prox against cvxpy, the subgradient, reweighting and bad input."""
+"""Reweighted group lasso: the prox against cvxpy, the subgradient, reweighting, bad input and the
+λ calibration rule."""
 
 import cvxpy as cp
 import jax.numpy as jnp
@@ -117,3 +118,15 @@ def test_per_leaf_lambda_equals_one_solver_per_leaf():
         solvers.reweighted_group_lasso(spec(rules), {"a": 0.5, "c": 1.0}).init(w)
     with pytest.raises(ValueError, match="reweighted_group_lasso: lam"):
         solvers.reweighted_group_lasso(spec(rules), {"a": 0.5, "b": -1.0})
+
+
+def test_rgl_lambda_follows_the_budget_rule():
+    params = {"a": np.arange(1.0, 9.0).reshape(2, 4), "b": np.ones(3), "c": np.arange(4.0)}
+    rule = spec([("a", Block((1, 2), 0.5, axes=(0, 1))), ("c", Unstructured(0.5))])
+    norms = np.sqrt([1 + 4, 9 + 16, 25 + 36, 49 + 64])
+    lams = solvers.rgl_lambda(rule, params, 0.5, 100, 1e-3)
+    assert set(lams) == {"a", "c"}
+    assert lams["a"] == pytest.approx(0.5 * np.quantile(norms, 0.5) ** 2 / (100 * 1e-3), rel=1e-6)
+    assert lams["c"] == pytest.approx(0.5 * 1.5**2 / (100 * 1e-3), rel=1e-6)
+    with pytest.raises(ValueError, match="no leaf groups"):
+        solvers.rgl_lambda(spec([("a", None)]), params, 0.5, 10, 1e-3)
