@@ -6,8 +6,9 @@ from pathlib import Path
 RECORD = re.compile(r"^(\w+) (\d+): accuracy ([\d.]+), sparsity ([\d.]+)$", re.M)  # "Prune your own model"
 
 
-def test_readme_example_runs(capsys):
+def test_readme_example_runs(capsys, tmp_path, monkeypatch):
     text = (Path(__file__).parents[1] / "README.md").read_text()
+    monkeypatch.chdir(tmp_path)  # the examples write their run folders under ./runs
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks, "README has no python example"
     assert any("problems.classifier(" in block for block in blocks), "the 'Prune your own model' block"
