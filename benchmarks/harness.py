@@ -31,15 +31,22 @@ from prunax.constraints import Spec, Unstructured
 DPI = 110  # of every saved figure
 
 
+def check_structures(problem, structures) -> None:
+    """A ValueError naming the first structure that is neither "unstructured" nor one of the
+    problem's ``groups``: studies call it before any training."""
+    for structure in structures:
+        if structure != "unstructured" and structure not in problem.groups:
+            raise ValueError(
+                f"unknown structure {structure!r} for {problem.name}; valid: unstructured, "
+                + ", ".join(problem.groups)
+            )
+
+
 def constraint_spec(problem, structure: str, sparsity: float) -> Spec:
     """``Unstructured(sparsity)`` on the prunable leaves, or the problem's group ``structure``."""
+    check_structures(problem, [structure])
     if structure == "unstructured":
         return problem.spec(Unstructured(sparsity))
-    if structure not in problem.groups:
-        raise ValueError(
-            f"unknown structure {structure!r} for {problem.name}; valid: unstructured, "
-            + ", ".join(problem.groups)
-        )
     return problem.groups[structure](sparsity)
 
 

@@ -60,6 +60,7 @@ def run(
     """Every run of the grid (finished ones skipped when resuming); returns all result rows."""
     log = harness.RunLog(out, resume)
     problem = problems.get(grid.problem, grid.size)
+    harness.check_structures(problem, [grid.structure])
     runs = [
         (run_key(*r), partial(one_run, grid, problem, *r, out=out, resume=resume, quiet=quiet))
         for r in grid.runs()

@@ -40,10 +40,9 @@ def _optimizer(lr: float, steps: int):
 
 
 def one_run(
-    study: DistillationStudy, method: str, structure: str, sparsity: float, out: Path, resume, quiet
+    study: DistillationStudy, problem, method: str, structure: str, sparsity: float, out: Path, resume, quiet
 ) -> dict:
     """One method at one setting through ``solvers.prune``; returns its summary row."""
-    problem = problems.get("bert", study.size)
     teacher = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
     spec = harness.constraint_spec(problem, structure, sparsity)
     steps = problem.steps_per_epoch(problem.recipe.batch_size)
@@ -76,8 +75,10 @@ def run(
 ) -> list[dict]:
     """Every (setting, method) run; ``runs.jsonl`` in ``out`` lets ``resume`` skip finished ones."""
     log = harness.RunLog(out, resume)
+    problem = problems.get("bert", study.size)
+    harness.check_structures(problem, [structure for structure, _ in study.settings])
     runs = [
-        (run_key(m, st, s), partial(one_run, study, m, st, s, out, resume, quiet))
+        (run_key(m, st, s), partial(one_run, study, problem, m, st, s, out, resume, quiet))
         for st, s in study.settings
         for m in study.methods
     ]

@@ -69,11 +69,10 @@ def network_cost(problem, model, params, state, spec, hw: crossbar.Hardware, win
 
 
 def one_run(
-    study: FormsStudy, structure: str, fragment: int | None, out: Path, resume: bool, quiet: bool
+    study: FormsStudy, problem, structure: str, fragment: int | None, out: Path, resume: bool, quiet: bool
 ) -> dict:
     """ADMM on ``structure ∩ ColumnSign(fragment)``, hard prune, masked retraining; the summary row
     with the crossbar cost of the dense and the pruned convs."""
-    problem = problems.get("resnet", study.size)
     start = solvers.pretrained(problem, seed=study.seed, quiet=quiet)
     spec = polarized_spec(problem, structure, study.sparsity, fragment)
     tx = CONVERGENCE["admm"].transform(SolvePhase.of(problem, spec, study.lr, study.solve_epochs))
@@ -110,7 +109,9 @@ def run(study: FormsStudy, out: Path, resume: bool = False, quiet: bool = True, 
     """Every (structure, fragment) run, appended to ``out/runs.jsonl``; finished runs are skipped
     when resuming."""
     log = harness.RunLog(out, resume)
-    runs = [(run_key(*r), partial(one_run, study, *r, out, resume, quiet)) for r in study.runs()]
+    problem = problems.get("resnet", study.size)
+    harness.check_structures(problem, study.structures)
+    runs = [(run_key(*r), partial(one_run, study, problem, *r, out, resume, quiet)) for r in study.runs()]
     return log.rows(runs, progress, f"resnet/{study.size} ")
 
 

@@ -49,20 +49,14 @@ def _write_report(args, study: str, markdown: str) -> None:
     print(f"\nreport written to {folder / 'report.md'}")
 
 
-def _check_problem(problem: str, size: str, structures=()) -> None:
-    """A ValueError, before any training, when the problem, its size or a structure is unknown."""
+def _check_problem(problem: str, size: str) -> None:
+    """A ValueError, before anything is built, when the problem or its size is unknown (the
+    studies check structures against the problem's groups before any training)."""
     from prunax import problems
 
     valid = problems.sizes(problem)  # raises for an unknown problem, listing the valid ones
     if size not in valid:
         raise ValueError(f"unknown size {size!r} for {problem}; valid: {valid}")
-    grouped = [s for s in structures if s != "unstructured"]
-    if grouped:
-        groups = problems.get(problem, size).groups
-        for structure in grouped:
-            if structure not in groups:
-                valid = ", ".join(["unstructured", *groups])
-                raise ValueError(f"unknown structure {structure!r} for {problem}; valid: {valid}")
 
 
 def projection(study: configs.ProjectionBench, args) -> int:
@@ -128,7 +122,7 @@ def _run_grid(study: configs.ConvergenceStudy, args, name: str) -> tuple[list[di
     """Check the problem, then run every (method, sparsity, seed) of the grid (resumable)."""
     from prunax.benchmarks.studies import convergence as grid
 
-    _check_problem(study.problem, study.size, (study.structure,))
+    _check_problem(study.problem, study.size)
     out = _out_dir(args, name)
     print(
         f"prunax {prunax.__version__}: convergence per retraining epoch on {study.problem}/{study.size}: "
@@ -172,7 +166,7 @@ def blocks(study: configs.ConvergenceStudy, args) -> int:
 def spd(study: configs.DistillationStudy, args) -> int:
     from prunax.benchmarks.studies import distillation as distillation_study
 
-    _check_problem("bert", study.size, tuple(structure for structure, _ in study.settings))
+    _check_problem("bert", study.size)
     out = _out_dir(args, "spd")
     print(
         f"prunax {prunax.__version__}: sparse progressive distillation on bert/{study.size}: "
@@ -190,7 +184,7 @@ def spd(study: configs.DistillationStudy, args) -> int:
 def forms(study: configs.FormsStudy, args) -> int:
     from prunax.benchmarks.studies import forms as forms_study
 
-    _check_problem("resnet", study.size, study.structures)
+    _check_problem("resnet", study.size)
     out = _out_dir(args, "forms")
     print(
         f"prunax {prunax.__version__}: FORMS polarized fragments on resnet/{study.size}: ADMM on "

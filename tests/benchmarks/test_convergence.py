@@ -126,3 +126,10 @@ def test_cli_runs_a_tiny_grid(cache, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| magnitude | 0.8 |" in out and "report and plots written to" in out
     assert (tmp_path / "report.md").exists()
+
+
+def test_an_unknown_structure_fails_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(solvers, "pretrained", lambda *a, **k: pytest.fail("trained before checking"))
+    study = convergence.ConvergenceStudy(problem="resnet", size="test", structure="nosuch")
+    with pytest.raises(ValueError, match="unknown structure 'nosuch' for resnet; valid: unstructured, "):
+        convergence.run(study, tmp_path)
