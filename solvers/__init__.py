@@ -1,7 +1,8 @@
 """Optax-compatible pruning solvers, hard pruning and masked retraining (docs/solvers.md).
 
-* ``admm``, ``slr`` and ``reweighted_group_lasso`` (subgradient form) go first in an optax chain:
-  they add their penalty's gradient, and the optimizer after them takes the W-step.
+* ``admm`` and ``slr`` wrap an optimizer (``inner=``) and pull its step towards the constraint
+  set (decoupled, ``pull_schedule``); in their coupled form, like ``reweighted_group_lasso``
+  (subgradient form), they go first in an optax chain and add their penalty's gradient.
 * ``magnitude``, ``reweighted_group_lasso(prox=True)`` and ``keep_masked`` go last: they act on
   the optimizer's proposed step.
 * ``finalize`` hard-prunes to the spec and returns the masks; ``prune_report`` says how far.
@@ -20,10 +21,12 @@ from ._masking import LeafReport, finalize, keep_masked, prune_report, sign_rule
 from ._reinforce import LevelChoice, budget_reward, reinforce
 from ._schedules import cubic_fraction, cubic_sparsity, geometric, restarts
 from ._slr import SLRState, slr, slr_alpha
+from ._splitting import DecoupledState, pull_schedule
 from ._wrappers import ReplacingRate, distillation_loss, progressive_distillation, switchable, wrap_state
 
 __all__ = [
     "ADMMState",
+    "DecoupledState",
     "FitResult",
     "NonFiniteLoss",
     "PruneResult",
@@ -48,6 +51,7 @@ __all__ = [
     "sign_rules",
     "magnitude",
     "progressive_distillation",
+    "pull_schedule",
     "prune_report",
     "reinforce",
     "ReplacingRate",

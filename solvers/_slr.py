@@ -3,7 +3,8 @@
 
     L(W, Z, Λ) = f(W) + g(Z) + ⟨Λ, W − Z⟩ + (ρ/2)‖W − Z‖²  =  f + (ρ/2)‖W − Z + U‖² − (ρ/2)‖U‖²
 
-with U = Λ/ρ, so the W-step is ADMM's: the transform adds ρ(W − Z + U) to the loss gradient. At
+with U = Λ/ρ, so the W-step is ADMM's: coupled, the transform adds ρ(W − Z + U) to the loss
+gradient; decoupled (``inner`` given), the inner optimizer's step is pulled by γ_j(W − Z + U). At
 each multiplier update k (the start of steps every, 2·every, ...), with f(W) the mean of the
 ``value=`` losses passed since the previous update:
 
@@ -34,8 +35,25 @@ from jax import lax
 
 from prunax.constraints import Spec
 
-from ._leaves import Layout, check_every, check_range, due, inputs_finite, require_params, square_norm
-from ._splitting import diagnostics, penalty_gradient, project_pick, residuals, weights_finite
+from ._leaves import (
+    Layout,
+    check_every,
+    check_range,
+    due,
+    hyper,
+    inputs_finite,
+    require_params,
+    square_norm,
+)
+from ._splitting import (
+    decoupled,
+    diagnostics,
+    penalty_gradient,
+    project_pick,
+    residuals,
+    resolve_pull,
+    weights_finite,
+)
 
 SOC2_MODES = ("exact", "code")
 
@@ -87,9 +105,10 @@ def _half_step(ok, s, u, w, z, rho):
     return [jnp.where(ok, b + (s / rho).astype(b.dtype) * (a - c), b) for a, b, c in zip(w, u, z)]
 
 
-def _multiplier_update(state, project, w, z, u, rho, M, r, soc2):
-    """Steps 1–3 of the module docstring at one multiplier update; returns the new (z, u, s, k)
-    and the SOC flags, with the scalars the next update compares against."""
+def _multiplier_update(state, project, w, z, u, rho, rho_next, M, r, soc2):
+    """Steps 1–3 of the module docstring at one multiplier update with penalty ``rho``; returns
+    the new (z, u, s, k) and the SOC flags, with the scalars the next update compares against. U
+    leaves as Λ/``rho_next``, the penalty of the next period (the same ρ in the coupled form)."""
     loss = state.loss_sum / state.loss_steps.astype(jnp.float32)
     k, s = state.k, state.step_size
     # 1. SOC-1 and the first half-step, with Zᵏ⁻¹ = z.
@@ -108,7 +127,8 @@ def _multiplier_update(state, project, w, z, u, rho, M, r, soc2):
     s = jnp.where(soc2_ok, _scaled_step(s, slr_alpha(k, M, r), gap_mid, gap_new), s)
     u2 = _half_step(soc2_ok, s, u1, w, z_new, rho)
     k = k + soc2_ok.astype(jnp.int32)
-    prev = (loss, _penalty(w, z_new, u2, rho), gap_new)
+    u2 = [b * (rho / rho_next).astype(b.dtype) for b in u2]
+    prev = (loss, _penalty(w, z_new, u2, rho_next), gap_new)
     return z_new, u2, s, k, prev, soc1, soc2_ok
 
 
@@ -148,10 +168,18 @@ def slr(
     r: float = 0.1,
     every: int = 1,
     soc2: str = "exact",
+    *,
+    inner: optax.GradientTransformation | None = None,
+    updates: int | None = None,
+    pull=None,
 ) -> optax.GradientTransformationExtraArgs:
-    """SLR as the first link of an optax chain; ``update`` needs ``params`` and ``value=loss``.
-    Defaults are the reference code's (ρ 0.1, s⁰ 0.01, M 300, r 0.1); ``every`` is the period of
-    the multiplier updates in steps (the code: one epoch)."""
+    """SLR; ``update`` needs ``params`` and ``value=loss``. Decoupled: ``slr(spec, every=...,
+    inner=optax.adam(1e-3), updates=K)`` is the whole optimizer, the W-step pulled towards Z − U
+    by γ_j as in ``admm`` (K: the multiplier updates in the solve budget, or ``pull=`` a number or
+    a schedule of the update index); ρ stays the Lagrangian's (U = Λ/ρ and the SOC tests).
+    Coupled (``inner`` None): the first link of an optax chain. Defaults are the reference code's
+    (ρ 0.1, s⁰ 0.01, M 300, r 0.1); ``every`` is the period of the multiplier updates in steps (the
+    code: one epoch)."""
     check_range("slr", "rho", rho, low=0)
     check_range("slr", "s0", s0, low=0)
     check_range("slr", "M", M, low=1)
@@ -159,6 +187,13 @@ def slr(
     check_every("slr", "every", every)
     if soc2 not in SOC2_MODES:
         raise ValueError(f"slr: soc2 must be one of {SOC2_MODES}, got {soc2!r}")
+
+    if inner is None:
+        penalty = lambda j: jnp.float32(rho)  # noqa: E731
+    else:
+        schedule = resolve_pull("slr", updates, pull)
+        start = hyper(schedule, 0)
+        penalty = lambda j: jnp.float32(rho) * hyper(schedule, j) / start  # noqa: E731
 
     def init(params):
         return _initial_state(spec, params, rho, s0)
@@ -170,7 +205,7 @@ def slr(
         layout = Layout.of(spec, params, "slr")
         w, g = layout.pick(params), layout.pick(grads)
         z, u = layout.pick(state.z), layout.pick(state.u)
-        rho_ = jnp.float32(rho)
+        rho_ = penalty(state.updates)
         value = jnp.asarray(extra_args["value"], jnp.float32)
         ok = inputs_finite(g, extra_args)
         is_due = due(state.count, every)
@@ -180,7 +215,7 @@ def slr(
         def multiplier_update():
             project = lambda v: project_pick(spec, layout, params, v)  # noqa: E731
             z_new, u_new, s, k, prev, soc1, soc2_ok = _multiplier_update(
-                state, project, w, z, u, rho_, M, r, soc2
+                state, project, w, z, u, rho_, penalty(state.updates + 1), M, r, soc2
             )
             residual, total, change = diagnostics(w, z_new, z)
             return z_new, u_new, s, k, state.updates + 1, prev, soc1, soc2_ok, residual, total, change
@@ -197,7 +232,7 @@ def slr(
         # This step's loss opens the next period (or joins the current one).
         loss_sum = jnp.where(run, 0.0, state.loss_sum) + jnp.where(ok, value, 0.0)
         loss_steps = jnp.where(run, 0, state.loss_steps) + ok.astype(jnp.int32)
-        penalty = penalty_gradient(g, w, z, u, rho_)
+        coupled_gradient = penalty_gradient(g, w, z, u, penalty(updates))
         new_state = SLRState(
             count=state.count + 1,
             z=layout.build(z),
@@ -217,6 +252,11 @@ def slr(
             z_change=change,
             nonfinite=state.nonfinite | ~ok | ~w_ok,
         )
-        return layout.replace(grads, penalty), new_state
+        return layout.replace(grads, coupled_gradient), new_state
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    coupled = optax.GradientTransformationExtraArgs(init, update)
+    if inner is None:
+        if updates is not None or pull is not None:
+            raise ValueError("slr: updates= and pull= belong to the decoupled form; pass inner= as well")
+        return coupled
+    return decoupled("slr", spec, inner, coupled, schedule)

@@ -113,3 +113,78 @@ def test_spec_that_matches_no_leaf_or_constrains_none():
     with pytest.raises(ValueError, match="needs params"):
         tx = solvers.admm(spec([("w", Unstructured(0.5))]), 0.1, 1)
         tx.update(params, tx.init(params))
+
+
+def test_decoupled_admm_reaches_the_cvxpy_optimum_of_a_convex_quadratic_with_fixed_support():
+    rng = np.random.default_rng(1)
+    n = 8
+    M = rng.standard_normal((n, n))
+    Q = M.T @ M / n + np.eye(n)
+    c = rng.standard_normal(n)
+    support = np.array([0, 1, 1, 0, 1, 0, 0, 1], bool)
+    fixed = spec([("x", Pattern([support.astype(int)], axes=(0,)))])
+    x = cp.Variable(n)
+    cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, Q) - c @ x), [x[~support] == 0]).solve()
+    Qj, cj = jnp.asarray(Q, jnp.float32), jnp.asarray(c, jnp.float32)
+
+    def loss(p):
+        return 0.5 * p["x"] @ Qj @ p["x"] - cj @ p["x"]
+
+    # Adam inner: the case the decoupled form exists for (a coupled penalty would be normalised).
+    tx = solvers.admm(fixed, every=50, inner=optax.adam(1e-2), pull=0.5)
+    params = {"x": jnp.zeros(n)}
+
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=20000))(
+        (params, tx.init(params))
+    )
+    np.testing.assert_allclose(np.asarray(state.solver.z["x"]), x.value, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(solvers.finalize(fixed, params)[0]["x"]), x.value, atol=1e-3)
+    assert float(state.solver.residual_total) < 1e-3
+
+
+def test_decoupled_pull_is_the_inner_step_minus_gamma_times_w_minus_z_plus_u():
+    s = spec([("w", Unstructured(0.5)), ("b", None)])
+    w = np.array([3.0, -2.0, 1.0, 0.5])
+    params = {"w": jnp.asarray(w), "b": jnp.ones(2)}
+    grads = {"w": jnp.asarray([1.0, 2.0, -1.0, 0.5]), "b": jnp.ones(2)}
+    tx = solvers.admm(s, every=1, inner=optax.sgd(0.1), pull=lambda j: 0.25 * 2.0**j)
+    state = tx.init(params)
+    # Step 0: no Z-update yet; Z = Π(W) = [3, -2, 0, 0], U = 0, γ_0 = 0.25.
+    updates, state = tx.update(grads, state, params)
+    z = np.array([3.0, -2.0, 0.0, 0.0])
+    np.testing.assert_allclose(np.asarray(updates["w"]), -0.1 * np.asarray(grads["w"]) - 0.25 * (w - z))
+    np.testing.assert_allclose(np.asarray(updates["b"]), -0.1 * np.ones(2))  # unconstrained: inner only
+    # Step 1 (same W): Z⁺ = Π(W + U) = Z, U⁺ = (U + W − Z)·γ_0/γ_1 = (W − Z)/2, γ_1 = 0.5.
+    updates, state = tx.update(grads, state, params)
+    u = (w - z) / 2
+    np.testing.assert_allclose(np.asarray(state.solver.u["w"]), u)
+    assert float(state.solver.rho) == pytest.approx(0.5) and int(state.solver.updates) == 1
+    np.testing.assert_allclose(np.asarray(updates["w"]), -0.1 * np.asarray(grads["w"]) - 0.5 * (w - z + u))
+
+
+def test_pull_schedule_grows_geometrically_to_its_end_over_the_budget():
+    pull = solvers.pull_schedule(8)
+    values = np.array([float(pull(j)) for j in range(12)])
+    np.testing.assert_allclose(values[:9], 0.03 * (1 / 0.03) ** (np.arange(9) / 8), rtol=1e-5)
+    np.testing.assert_allclose(values[8:], 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(every=1), "give inner="),
+        (dict(every=1, inner=optax.adam(1e-3)), ".*exactly one of updates="),
+        (dict(every=1, inner=optax.adam(1e-3), updates=4, pull=0.5), ".*exactly one of updates="),
+        (dict(every=1, inner=optax.adam(1e-3), pull=1.5), "pull"),
+        (dict(rho=0.1, every=1, inner=optax.adam(1e-3), updates=4), "rho and rho_growth"),
+        (dict(rho=0.1, every=1, updates=4), ".*decoupled form"),
+    ],
+)
+def test_bad_decoupled_arguments_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=f"admm: {match}"):
+        solvers.admm(spec([("w", Unstructured(0.5))]), **kwargs)

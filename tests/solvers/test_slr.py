@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from prunax import solvers
@@ -22,8 +23,10 @@ def project(w):
     return out
 
 
-def reference(ws, losses, rho, s0, soc2):
-    """The rules of docs/solvers.md, "SLR" for one leaf, one multiplier update per step (every=1)."""
+def reference(ws, losses, rho_of, s0, soc2):
+    """The rules of docs/solvers.md, "SLR" for one leaf, one multiplier update per step (every=1),
+    with penalty ``rho_of(j)`` during the period after j updates and U = Λ/ρ_j."""
+    rho = rho_of(0)
     z = project(ws[0])
     u = np.zeros_like(ws[0])
     s, k = s0, 1
@@ -47,28 +50,37 @@ def reference(ws, losses, rho, s0, soc2):
                 s = alpha(k) * s * gap_mid / gap_new
             u = u + s / rho * (w - z_new)
             k += 1
+        rho_next = rho_of(t)
+        u = u * rho / rho_next  # Λ unchanged
+        rho = rho_next
         loss_prev, pen_prev, gap_prev, z = loss, 0.5 * rho * np.sum((w - z_new + u) ** 2), gap_new, z_new
         trace.append((s, k, bool(soc1), z.copy(), u.copy()))
     return trace
 
 
-@pytest.mark.parametrize("soc2", ["exact", "code"])
-def test_matches_the_update_rules_step_by_step(soc2):
+@pytest.mark.parametrize("soc2, decoupled", [("exact", False), ("code", False), ("exact", True)])
+def test_matches_the_update_rules_step_by_step(soc2, decoupled):
     rng = np.random.default_rng(0)
     steps, n = 25, 10
     ws = np.cumsum(rng.standard_normal((steps, n)) * 0.3, axis=0) + rng.standard_normal(n)
     losses = np.abs(rng.standard_normal(steps)) + np.linspace(2, 1, steps)  # mostly falling, noisy
     rho, s0 = 0.3, 0.2
+    rho_of = lambda j: rho  # noqa: E731
     tx = solvers.slr(SPEC, rho=rho, s0=s0, every=1, soc2=soc2)
+    if decoupled:  # ρ grows with the pull: ρ_j = ρ·γ_j/γ_0, U = Λ/ρ_j
+        pull = solvers.pull_schedule(12)
+        rho_of = lambda j: rho * float(pull(j)) / float(pull(0))  # noqa: E731
+        tx = solvers.slr(SPEC, rho=rho, s0=s0, every=1, soc2=soc2, inner=optax.sgd(0.0), pull=pull)
     state = tx.init({"w": jnp.asarray(ws[0], jnp.float32)})
     update = jax.jit(tx.update)
     got = []
     for t in range(steps):
         params = {"w": jnp.asarray(ws[t], jnp.float32)}
         _, state = update({"w": jnp.zeros(n)}, state, params, value=losses[t])
+        now = state.solver if decoupled else state
         if t >= 1:
-            got.append((float(state.step_size), int(state.k), bool(state.soc1), state.z["w"], state.u["w"]))
-    expected = reference(ws.astype(np.float32).astype(np.float64), losses, rho, s0, soc2)
+            got.append((float(now.step_size), int(now.k), bool(now.soc1), now.z["w"], now.u["w"]))
+    expected = reference(ws.astype(np.float32).astype(np.float64), losses, rho_of, s0, soc2)
     assert len({e[2] for e in expected}) == 2  # SOC-1 both held and failed along the way
     for t, (g, e) in enumerate(zip(got, expected)):
         assert g[1] == e[1] and g[2] == e[2], t
