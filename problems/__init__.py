@@ -1,5 +1,6 @@
 """Models as loss closures with offline data (docs/problems.md): ``problems.get(name, size)``,
-or ``problems.classifier(name, model, train=(x, y), test=(x, y))`` for your own Flax model.
+or ``problems.classifier(name, model, train=(x, y), test=(x, y))`` for your own Flax model
+(``problems.register_statistics`` tells its BatchNorm recalibration about a custom norm layer).
 
 ``resnet`` (digits / MNIST-5k), ``bert`` (MiniLM on Rotten-Tomatoes sentences), ``yolo_tiny``
 (synthetic shapes), ``pointpillars_lite`` (synthetic LiDAR), ``bcnn`` (synthetic RF signals) and
@@ -10,6 +11,7 @@ from . import bcnn, bert, detection, pointpillars_lite, quantum, resnet, yolo_ti
 from ._assets import MissingAsset
 from ._classifier import classifier
 from ._protocol import Problem, Recipe
+from ._recalibration import register_statistics
 from ._recipes import adam_recipe
 from ._registry import REGISTRY, get, names, sizes
 
@@ -27,6 +29,7 @@ __all__ = [
     "names",
     "pointpillars_lite",
     "quantum",
+    "register_statistics",
     "resnet",
     "sizes",
     "yolo_tiny",

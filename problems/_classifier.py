@@ -2,7 +2,7 @@
 
 The public way to prune your own model, and how ``resnet``, ``bcnn`` and ``quantum`` are built.
 The loss is the mean softmax cross-entropy; BatchNorm statistics, if the model has any, live in
-``state["batch_stats"]``.
+``state["batch_stats"]`` and ``recalibrate`` recomputes them from training batches.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import optax
 from ._batching import padded_map, select
 from ._factory import assemble
 from ._protocol import Problem, Recipe, check_batch, data_digest
+from ._recalibration import recalibration
 from ._recipes import adam_recipe
 
 KERNELS = r"(^|/)kernel$"  # every Dense and Conv weight matrix
@@ -41,7 +42,8 @@ def classifier(
     integer labels (N,) in [0, C), with ``model(x)`` returning (N, C) logits.
 
     If the model's ``__call__`` takes ``train``, it gets ``train=True`` in the loss (updating
-    BatchNorm statistics) and ``False`` in ``evaluate``; the loss's key is the "dropout" RNG.
+    BatchNorm statistics) and in ``recalibrate``, ``False`` in ``evaluate``; the loss's key is the
+    "dropout" RNG. ``recalibrate`` is None for a model without running statistics.
     ``prunable``: the leaves pruned by default (every Dense/Conv kernel). ``recipe``: the dense
     training (default ``adam_recipe()``: Adam 1e-3, 5 epochs, batch 64 or the training set if
     smaller). ``groups``: {structure: sparsity -> Spec}. ``metrics(params)``: extra entries of
@@ -74,6 +76,7 @@ def classifier(
         prunable=prunable,
         recipe=recipe,
         groups=groups or {},
+        recalibrate=recalibration(name, _training_forward(model, mode), closures[0], splits["train"]),
     )
 
 
@@ -121,6 +124,17 @@ def _check_logits(name: str, model: nn.Module, splits: dict, mode: Callable) -> 
         )
     if logits.shape[1] <= top:
         raise ValueError(f"{name}: model gives {logits.shape[1]} logits but the labels reach {top}")
+
+
+def _training_forward(model: nn.Module, mode: Callable) -> Callable:
+    """``forward(variables, batch)``: the training-mode pass that recalibration intercepts (a fixed
+    dropout key: the statistics only need some training-mode pass, the same one each time)."""
+
+    def forward(variables, batch):
+        rngs = {"dropout": jax.random.key(0)}
+        return model.apply(variables, batch["x"], **mode(True), mutable=["batch_stats"], rngs=rngs)
+
+    return forward
 
 
 def _closures(name: str, model: nn.Module, splits: dict, mode: Callable, metrics: Callable | None):

@@ -76,6 +76,11 @@ class Problem:
       top-level subtrees of params that are swappable layers, and ``features(params, state,
       batch) -> {"hidden": tuple of (B, L, H), "attentions": tuple of (B, heads, L, L),
       "logits": (B, C), "mask": (B, L) bool}``.
+    * ``recalibrate(params, state, batches) -> state`` (None without BatchNorm state): ``state``
+      with every BatchNorm's running statistics replaced by those of the training ``batches`` (an
+      iterable), from training-mode forward passes only. Per layer, over batches b = 1..B:
+      mean = (1/B) Σ_b mean_b and var = (1/B) Σ_b var_b, with mean_b and the biased var_b the
+      layer's own training-mode statistics (Flax BatchNorm: over every axis but the features).
 
     ```python
     problem = problems.get("resnet", "test")  # or problems.classifier(...) for your own model
@@ -100,6 +105,7 @@ class Problem:
     groups: dict[str, Callable[[float], Spec]] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
     features: Callable | None = None
+    recalibrate: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -112,6 +118,7 @@ class Problem:
             ("recipe", isinstance(self.recipe, Recipe), "a Recipe (how the dense model is trained)"),
             ("layers", isinstance(self.layers, tuple), "a tuple of top-level parameter names"),
             ("features", self.features is None or callable(self.features), "None or callable"),
+            ("recalibrate", self.recalibrate is None or callable(self.recalibrate), "None or callable"),
         ]
         checks += [(name, callable(getattr(self, name)), "callable") for name in _CLOSURES]
         for name, ok, expected in checks:

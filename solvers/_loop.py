@@ -1,6 +1,6 @@
 """The epoch loop over a Problem (docs/solvers.md, "The epoch loop"): ``fit`` (dense training) and
-``prune`` (solve → hard prune → masked retraining), with per-epoch records, checkpoints and exact
-resume.
+``prune`` (solve → hard prune → BatchNorm recalibration → masked retraining), with per-epoch
+records, checkpoints and exact resume.
 
 Every phase jits one step function (one compile per shape). Batches and per-step keys derive
 from ``seed``, the phase and the epoch only, so a run resumed from its checkpoint replays exactly
@@ -14,6 +14,7 @@ the checkpoint of the last good epoch stays on disk.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -115,6 +116,18 @@ class _Run:
     def restore(self, template):
         return checkpoint.load(self.run_dir, template)
 
+    def phase_key(self, phase: str):
+        return jax.random.fold_in(jax.random.key(self.seed), PHASES.index(phase))
+
+    def recalibrated(self, params, state, count: int):
+        """``problem.recalibrate`` over the first ``count`` batches of the training epoch keyed
+        by the seed and the "pruned+bn" phase (fewer if the epoch is shorter), recorded."""
+        began = time.perf_counter()
+        batches = self.problem.batches("train", self.phase_key("pruned+bn"), self.batch_size)
+        state = self.problem.recalibrate(params, state, itertools.islice(batches, count))
+        self.record("pruned+bn", 0, params, state, seconds=time.perf_counter() - began)
+        return state
+
     def record(self, phase: str, epoch: int, params, state, opt_state=None, loss=None, seconds=0.0):
         residual = _diagnostic(opt_state, "residual_total") if opt_state is not None else None
         row = {
@@ -135,8 +148,7 @@ class _Run:
     def _epoch(self, phase: str, epoch: int, carry, step):
         """One pass over the training batches; returns the carry and the mean loss."""
         params, state, opt_state = carry
-        phase_key = jax.random.fold_in(jax.random.key(self.seed), PHASES.index(phase))
-        batch_key, step_key = jax.random.split(jax.random.fold_in(phase_key, epoch))
+        batch_key, step_key = jax.random.split(jax.random.fold_in(self.phase_key(phase), epoch))
         losses = []
         batches = self.problem.batches("train", batch_key, self.batch_size)
         bar = tqdm(batches, total=self.steps, desc=f"{phase} {epoch + 1}", disable=self.quiet, leave=False)
@@ -181,7 +193,7 @@ class _Run:
         return params, state, opt_state
 
 
-PHASES = ("dense", "solve", "retrain")
+PHASES = ("dense", "solve", "retrain", "pruned+bn")  # the phases that draw batches; the index keys them
 
 
 def fit(
@@ -264,15 +276,24 @@ def prune(
     run_dir=None,
     resume: bool = False,
     quiet: bool = False,
+    recalibrate: bool = True,
+    recalibration_batches: int = 20,
 ) -> PruneResult:
     """Solve with ``tx`` (a solver chained with an optimizer) for ``solve_epochs``, hard prune with
     ``finalize(spec, ...)``, then retrain with ``retrain_optimizer`` (default: the problem's recipe
     optimizer over the retraining steps) chained with ``keep_masked`` for ``retrain_epochs``.
 
     ``start``: (params, state) to begin from; None uses the cached dense ``pretrained`` model.
+    ``recalibrate``: after the hard prune, replace the stale BatchNorm running statistics by
+    ``problem.recalibrate`` over ``recalibration_batches`` training batches (per layer the mean
+    over the batches of the batch mean and of the biased batch variance; forward passes only),
+    so retraining starts from them; a no-op for a problem without ``recalibrate``.
     Records rows for the start ("dense", epoch 0), each solve epoch, the hard prune ("pruned",
-    epoch 0: no retraining yet) and each retraining epoch.
+    epoch 0: no retraining yet), the recalibrated hard prune ("pruned+bn", epoch 0, when it
+    runs) and each retraining epoch.
     """
+    if not isinstance(recalibration_batches, int) or recalibration_batches < 1:
+        raise ValueError(f"prune: recalibration_batches must be an int >= 1, got {recalibration_batches!r}")
     batch_size = problem.recipe.batch_size if batch_size is None else batch_size
     fingerprint = {
         "kind": "prune",
@@ -282,6 +303,8 @@ def prune(
         "retrain_epochs": retrain_epochs,
         "batch_size": batch_size,
         "seed": seed,
+        "recalibrate": recalibrate,
+        "recalibration_batches": recalibration_batches,
     }
     run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume)
     params, state = pretrained(problem, seed, quiet) if start is None else start
@@ -312,6 +335,8 @@ def prune(
         params, state, _ = run.train("solve", solve_tx, solve_epochs, params, state, opt_state, first)
         params, masks = finalize(spec, params)
         run.record("pruned", 0, params, state)
+        if recalibrate and problem.recalibrate is not None:
+            state = run.recalibrated(params, state, recalibration_batches)
         opt_state, first = retrain_tx(masks).init(params), 0
     else:
         template = {

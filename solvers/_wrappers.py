@@ -80,8 +80,9 @@ def progressive_distillation(problem, teacher, replacing=1.0, temperature: float
     ``{"model": problem state, "step": int32, "teacher": params}`` (the teacher travels in the
     state rather than as a closure constant, so the jitted step takes it as an argument; the
     problem's own state passes through unchanged: running statistics are not updated while
-    distilling). ``evaluate`` scores the student with the problem's own metric. Start
-    ``prune``/``fit`` from ``(params, wrap_state(state, teacher))``."""
+    distilling; ``recalibrate``, where the problem has it, recalibrates them for the student).
+    ``evaluate`` scores the student with the problem's own metric. Start ``prune``/``fit`` from
+    ``(params, wrap_state(state, teacher))``."""
     if problem.features is None or not problem.layers:
         raise ValueError(
             f"progressive_distillation: {problem.name} does not expose features and layers "
@@ -120,11 +121,21 @@ def progressive_distillation(problem, teacher, replacing=1.0, temperature: float
     def evaluate(params, state, *args, **kwargs):
         return problem.evaluate(params, state["model"], *args, **kwargs)
 
+    def recalibrate(params, state, batches):
+        return {**state, "model": problem.recalibrate(params, state["model"], batches)}
+
     config = {
         **problem.config,
         "distillation": {"replacing": repr(replacing), "temperature": temperature},
     }
-    return dataclasses.replace(problem, config=config, init=init, loss=loss, evaluate=evaluate)
+    return dataclasses.replace(
+        problem,
+        config=config,
+        init=init,
+        loss=loss,
+        evaluate=evaluate,
+        recalibrate=None if problem.recalibrate is None else recalibrate,
+    )
 
 
 def wrap_state(state, teacher) -> dict:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._binary import ste_sign
+from .._recalibration import register_statistics
 
 _EPS = 1e-5
 
@@ -56,6 +57,14 @@ class ComplexConv(nn.Module):
         return (*complex_conv(re, im, used), alive_filters(kernel))
 
 
+def complex_moments(re, im):
+    """Per channel over batch and time: the mean (2, C) of (re, im) and the biased covariance
+    [Vrr, Vii, Vri] (3, C), e.g. Vri = E[(re − E re)(im − E im)]."""
+    mu = jnp.stack([re.mean((0, 1)), im.mean((0, 1))])
+    cr, ci = re - mu[0], im - mu[1]
+    return mu, jnp.stack([(cr * cr).mean((0, 1)), (ci * ci).mean((0, 1)), (cr * ci).mean((0, 1))])
+
+
 class ComplexBatchNorm(nn.Module):
     """Trabelsi et al. complex BN: whiten (re, im) per channel with V^{-1/2} of the 2×2 covariance
     V, V^{-1/2} = [[Vii + s, −Vri], [−Vri, Vrr + s]]/(s·t), s = √det V, t = √(Vrr + Vii + 2s),
@@ -69,15 +78,13 @@ class ComplexBatchNorm(nn.Module):
         mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((2, c)))
         cov = self.variable("batch_stats", "cov", lambda: jnp.stack([jnp.ones(c), jnp.ones(c), jnp.zeros(c)]))
         if train:
-            mu = jnp.stack([re.mean((0, 1)), im.mean((0, 1))])
-            cr, ci = re - mu[0], im - mu[1]
-            v = jnp.stack([(cr * cr).mean((0, 1)), (ci * ci).mean((0, 1)), (cr * ci).mean((0, 1))])
+            mu, v = complex_moments(re, im)
             if not self.is_initializing():
                 mean.value = self.momentum * mean.value + (1 - self.momentum) * mu
                 cov.value = self.momentum * cov.value + (1 - self.momentum) * v
         else:
             mu, v = mean.value, cov.value
-            cr, ci = re - mu[0], im - mu[1]
+        cr, ci = re - mu[0], im - mu[1]
         vrr, vii, vri = v[0] + _EPS, v[1] + _EPS, v[2]
         s = jnp.sqrt(vrr * vii - vri * vri)
         t = jnp.sqrt(vrr + vii + 2 * s)
@@ -89,6 +96,16 @@ class ComplexBatchNorm(nn.Module):
         g_ri = self.param("gamma_ri", nn.initializers.zeros, (c,))
         beta = self.param("beta", nn.initializers.zeros, (2, c))
         return g_rr * xr + g_ri * xi + beta[0], g_ri * xr + g_ii * xi + beta[1]
+
+
+def _complex_statistics(module: ComplexBatchNorm, arguments: dict) -> dict:
+    """Recalibration: the batch ``mean`` and ``cov`` of the training-mode branch."""
+    if not arguments["train"]:
+        return {}
+    return dict(zip(("mean", "cov"), complex_moments(arguments["re"], arguments["im"])))
+
+
+register_statistics(ComplexBatchNorm, _complex_statistics)
 
 
 def _pool(re, im):

@@ -8,6 +8,8 @@ is BEV centre-distance AP averaged over 0.5, 1 and 2 m. Pruned by default: the b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,7 @@ from .._batching import padded_map, select
 from .._factory import assemble, size_entry
 from .._groups import conv_groups
 from .._protocol import Problem, check_batch, data_digest
+from .._recalibration import recalibration
 from .._recipes import adam_recipe
 from . import scenes as lidar_scenes
 from .loss import anchors, decode, pillars_loss, targets
@@ -94,6 +97,15 @@ def _closures(
     return init, loss, evaluate
 
 
+def _forward(model: PointPillars) -> Callable:
+    """The training-mode pass that recalibration intercepts."""
+
+    def forward(variables, batch):
+        return model.apply(variables, batch["features"], batch["cells"], train=True, mutable=["batch_stats"])
+
+    return forward
+
+
 def problem(size: str = "default", seed: int = 0) -> Problem:
     """The PointPillars-lite problem at ``size`` (see ``SIZES``); ``seed`` fixes the scenes."""
     grid, pfn, widths, up, n_train, n_test, epochs = size_entry("pointpillars_lite", SIZES, size)
@@ -111,7 +123,8 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "seed": seed,
         "data": data_digest(train),  # the cache key changes with the generated training data
     }
-    closures = _closures(PointPillars(grid.cells, pfn, widths, up), grid, anchor, splits, truth)
+    model = PointPillars(grid.cells, pfn, widths, up)
+    closures = _closures(model, grid, anchor, splits, truth)
     groups = conv_groups(PRUNABLE)
     groups["pfn_unit"] = lambda s: spec([(r"^pfn/kernel$", Block((1,), s, axes=(1,)))])
     recipe = adam_recipe(2e-3, epochs, 8, schedule="warmup-cosine", clip=10.0)
@@ -125,4 +138,5 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         prunable=PRUNABLE,
         recipe=recipe,
         groups=groups,
+        recalibrate=recalibration("pointpillars_lite", _forward(model), closures[0], train),
     )

@@ -7,7 +7,7 @@
   out = E[(Σ w_i x_i)²]/m² = (m + (Σ w_i e_i)² − Σ e_i²)/m², O(m) per neuron.
 * **N-LYR**: batch adjustment to mean 0.5 (x + y(1−x), y = (0.5−μ)/(1−μ) if μ ≤ 0.5, else
   x·0.5/μ; μ the batch mean in training, its running mean (momentum 0.1) in evaluation), then a
-  trainable shrink x/(1 + relu(t)).
+  trainable shrink x/(1 + relu(t)). Recalibration sets the running mean to the average batch mean.
 * **VQC** (Sim et al. 2019 circuit 10): per block RY on every qubit, CZ on the ring (q, q+1) and
   (0, n−1), RY on every qubit; ``lax.scan`` over blocks. The circuit is real, so the fast path
   multiplies float32 state batches by each block's 2ⁿ×2ⁿ unitary; ``vqc_circuit`` is the
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._binary import ste_sign
+from .._recalibration import register_statistics
 from . import simulator as qs
 
 ARCHS = ("qf", "qf_deep", "vqc", "mixer")
@@ -156,6 +157,14 @@ class NLayer(nn.Module):
         y = (0.5 - mu) / (1 - mu)
         x = jnp.where(mu <= 0.5, x + y * (1 - x), x * 0.5 / mu)
         return x / (1 + nn.relu(self.param("shrink", nn.initializers.zeros, (x.shape[-1],))))
+
+
+def _n_layer_statistics(module: NLayer, arguments: dict) -> dict:
+    """Recalibration: the batch mean of the training-mode N-LYR, its running ``mean``'s target."""
+    return {"mean": jnp.mean(arguments["x"], 0)} if arguments["train"] else {}
+
+
+register_statistics(NLayer, _n_layer_statistics)
 
 
 class VQC(nn.Module):

@@ -8,6 +8,8 @@ as in the seed papers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,7 @@ from .._batching import padded_map, select
 from .._factory import assemble, size_entry
 from .._groups import conv_groups
 from .._protocol import Problem, check_batch, data_digest
+from .._recalibration import recalibration
 from .._recipes import adam_recipe
 from . import shapes
 from .loss import both_scales_loss, detect, targets
@@ -93,6 +96,11 @@ def _closures(model: YoloTiny, splits: dict):
     return init, loss, evaluate
 
 
+def _forward(model: YoloTiny) -> Callable:
+    """The training-mode pass that recalibration intercepts (unaugmented images)."""
+    return lambda variables, batch: model.apply(variables, batch["x"], train=True, mutable=["batch_stats"])
+
+
 def problem(size: str = "default", seed: int = 0) -> Problem:
     """The YOLO-tiny problem at ``size`` (see ``SIZES``); ``seed`` fixes the generated images."""
     side, width, n_train, n_test, epochs = size_entry("yolo_tiny", SIZES, size)
@@ -105,7 +113,8 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "seed": seed,
         "data": data_digest(splits["train"]),  # the cache key changes with the generated training data
     }
-    closures = _closures(YoloTiny(width, len(shapes.CLASSES)), splits)
+    model = YoloTiny(width, len(shapes.CLASSES))
+    closures = _closures(model, splits)
     recipe = adam_recipe(5e-3, epochs, 32, schedule="warmup-cosine", clip=10.0)
     return assemble(
         "yolo_tiny",
@@ -117,4 +126,5 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         prunable=PRUNABLE,
         recipe=recipe,
         groups=conv_groups(PRUNABLE),
+        recalibrate=recalibration("yolo_tiny", _forward(model), closures[0], splits["train"]),
     )

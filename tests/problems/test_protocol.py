@@ -1,7 +1,9 @@
 """Every registered problem honours the Problem protocol at its test size: init, a jitted loss on
-batches of both splits, evaluate on both splits, and construction-time validation."""
+batches of both splits, evaluate on both splits, recalibrate where there is BatchNorm state, and
+construction-time validation."""
 
 import dataclasses
+import itertools
 
 import jax
 import numpy as np
@@ -49,6 +51,23 @@ def test_evaluate_takes_the_split_and_reports_the_metric(built):
         problem.batches("validation", jax.random.key(0), BATCH)
 
 
+def test_recalibrate_returns_a_state_of_the_same_structure(built):
+    problem, params, state, _ = built
+    running = jax.tree_util.tree_leaves(state.get("batch_stats", {}))
+    assert (problem.recalibrate is not None) == bool(running), "declared exactly where there is BN state"
+    if problem.recalibrate is None:
+        pytest.skip(f"{problem.name} has no running statistics")
+    new = problem.recalibrate(
+        params, state, itertools.islice(problem.batches("train", jax.random.key(1), BATCH), 2)
+    )
+    assert jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(state)
+    shapes = lambda tree: jax.tree_util.tree_map(lambda a: (np.shape(a), np.dtype(a.dtype)), tree)  # noqa: E731
+    assert shapes(new) == shapes(state)
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(new["batch_stats"]), running)
+    )
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
@@ -58,6 +77,7 @@ def test_evaluate_takes_the_split_and_reports_the_metric(built):
         ("prunable", "conv(", r"prunable 'conv\(' is not a valid regex"),
         ("groups", {"filter": 0.5}, r"groups must map structure names to callables.*\['filter'\]"),
         ("loss", None, r"loss must be callable"),
+        ("recalibrate", 0, r"recalibrate must be None or callable"),
     ],
 )
 def test_bad_construction_arguments_name_the_field_and_problem(built, field, value, message):

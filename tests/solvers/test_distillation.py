@@ -1,6 +1,8 @@
 """Sparse progressive distillation: the schedule, the loss against a NumPy transcription, layer
 mixing (gradients reach only the student's drawn layers), and a prune run on the tiny BERT."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,6 +124,22 @@ def test_the_three_stages_run_through_prune_and_resume_exactly(tiny, tmp_path, m
     monkeypatch.undo()
     resumed = run(tmp_path / "b")
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, resumed.params, full.params))
+
+
+def test_the_wrapped_recalibrate_recalibrates_the_students_own_state(tiny):
+    problem, params, state, batch = tiny
+    assert solvers.progressive_distillation(problem, params).recalibrate is None  # BERT has no BatchNorm
+    calls = []
+
+    def recalibrate(student, model_state, batches):
+        calls.append((student, model_state, *batches))
+        return {"bn": 1}
+
+    with_bn = dataclasses.replace(problem, recalibrate=recalibrate)
+    wrapped = solvers.progressive_distillation(with_bn, params)
+    out = wrapped.recalibrate(params, solvers.wrap_state(state, params), [batch])
+    assert out["model"] == {"bn": 1} and set(out) == {"model", "step", "teacher"}
+    assert len(calls) == 1 and all(a is b for a, b in zip(calls[0], (params, state, batch)))  # its own state
 
 
 def test_problems_without_features_or_bad_arguments_are_refused(tiny):

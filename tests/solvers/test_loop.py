@@ -1,4 +1,5 @@
-"""The epoch loop: exact resume, non-finite stops, the pretrained cache, records."""
+"""The epoch loop: exact resume, non-finite stops, the pretrained cache, records, BatchNorm
+recalibration after the hard prune."""
 
 import jax
 import jax.numpy as jnp
@@ -81,14 +82,56 @@ def test_prune_resumes_bit_exactly_across_the_hard_prune(
     with pytest.raises(KeyboardInterrupt):
         run(run_dir=tmp_path)
     monkeypatch.undo()
+    with pytest.raises(ValueError, match="different run"):  # recalibration is part of the fingerprint
+        run(run_dir=tmp_path, resume=True, recalibrate=False)
     resumed = run(run_dir=tmp_path, resume=True)
     _same(resumed.params, whole.params)
+    _same(resumed.state, whole.state)  # recalibrated again after the solve, or restored in retraining
     _same(resumed.masks, whole.masks)
     phases = [(r["phase"], r["epoch"]) for r in resumed.records]
-    assert phases == [("dense", 0), ("solve", 1), ("solve", 2), ("pruned", 0), ("retrain", 1), ("retrain", 2)]
+    assert phases == [
+        ("dense", 0),
+        ("solve", 1),
+        ("solve", 2),
+        ("pruned", 0),
+        ("pruned+bn", 0),
+        ("retrain", 1),
+        ("retrain", 2),
+    ]
     assert [r["metrics"] for r in resumed.records] == [r["metrics"] for r in whole.records]
     assert resumed.records[1]["residual"] is not None and resumed.records[3]["sparsity"] > 0.79
     assert all(r.feasible for r in resumed.report)
+
+
+def test_prune_recalibrates_batch_norm_after_the_hard_prune_unless_told_not_to(problem, start):
+    spec = problem.spec(Unstructured(0.9))
+
+    def run(**kwargs):
+        return solvers.prune(
+            problem,
+            spec,
+            optax.adam(1e-3),
+            solve_epochs=0,  # the start hard-pruned as it is: no step to compile
+            retrain_epochs=0,
+            batch_size=32,
+            start=start,
+            quiet=True,
+            **kwargs,
+        )
+
+    off = run(recalibrate=False)
+    on = run(recalibration_batches=3)
+    assert [r["phase"] for r in off.records] == ["dense", "pruned"]
+    assert [r["phase"] for r in on.records] == ["dense", "pruned", "pruned+bn"]
+    _same(on.params, off.params)
+    assert on.records[1] == off.records[1]
+    row = on.records[2]
+    assert row["metrics"] == {k: float(v) for k, v in problem.evaluate(on.params, on.state).items()}
+    assert row["sparsity"] == on.records[1]["sparsity"] > 0.89 and row["train_loss"] is None
+    stale, fresh = off.state["batch_stats"]["stem_bn"], on.state["batch_stats"]["stem_bn"]
+    assert not np.allclose(stale["var"], fresh["var"])
+    with pytest.raises(ValueError, match="recalibration_batches must be an int >= 1, got 0"):
+        run(recalibration_batches=0)
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(problem, start, tmp_path):
