@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CONVERGENCE_METHODS = ("admm", "slr", "rgl", "magnitude", "gradual")
+HARD_STRUCTURES = ("polarity", "pattern", "2:4")  # the structures study's constraints on ResNet
 DISTILLATION_METHODS = ("spd", "magnitude+kd", "magnitude")
 SUPPORT_METHODS = ("magnitude", "admm", "slr", "rgl")
 OVERHEAD_METHODS = ("admm", "slr", "rgl", "rgl_prox", "magnitude")
@@ -61,11 +62,11 @@ class ConvergenceStudy:
         default=("slr", "admm", "gradual"), metadata=_help(",".join(CONVERGENCE_METHODS))
     )
     sparsities: tuple[float, ...] = field(
-        default=(0.8, 0.9, 0.95), metadata=_help("e.g. 0.8,0.9,0.95", flag="sparsity")
+        default=(0.9, 0.95), metadata=_help("e.g. 0.8,0.9,0.95", flag="sparsity")
     )
     seeds: tuple[int, ...] = field(default=(0,), metadata=_help("e.g. 0,1,2"))
     solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
-    retrain_epochs: int = field(default=2, metadata=_help("masked retraining epochs after the hard prune"))
+    retrain_epochs: int = field(default=1, metadata=_help("masked retraining epochs after the hard prune"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate (solve and retrain)"))
     structure: str = field(
         default="unstructured", metadata=_help("unstructured or a group of the problem (block16, ...)")
@@ -134,6 +135,38 @@ class DistillationStudy:
         _require("spd", "replace_epochs", self.replace_epochs, lambda v: v >= 1, "be >= 1")
         _require("spd", "finetune_epochs", self.finetune_epochs, lambda v: v >= 0, "be >= 0")
         _require("spd", "p0", self.p0, lambda v: 0 < v <= 1, "lie in (0, 1]")
+
+
+@dataclass(frozen=True)
+class StructuresStudy:
+    """Every method at equal epochs on structures that magnitude ranks poorly: FORMS polarity,
+    PatDNN patterns with connectivity and 2:4, on ResNet/MNIST."""
+
+    size: str = field(default="default", metadata=_help("resnet size (test: the smoke size)"))
+    structures: tuple[str, ...] = field(default=HARD_STRUCTURES, metadata=_help(",".join(HARD_STRUCTURES)))
+    methods: tuple[str, ...] = field(
+        default=CONVERGENCE_METHODS, metadata=_help(",".join(CONVERGENCE_METHODS))
+    )
+    sparsity: float = field(default=0.8, metadata=_help("sparsity of polarity and pattern (2:4 is 0.5)"))
+    fragment: int = field(default=8, metadata=_help("polarity fragment: rows sharing one sign per column"))
+    seeds: tuple[int, ...] = field(default=(0,), metadata=_help("e.g. 0,1,2"))
+    solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
+    retrain_epochs: int = field(default=2, metadata=_help("masked retraining epochs after the hard prune"))
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate (solve and retrain)"))
+
+    def __post_init__(self):
+        _known("structures", "structures", self.structures, HARD_STRUCTURES)
+        _known("structures", "methods", self.methods, CONVERGENCE_METHODS)
+        _require("structures", "sparsity", self.sparsity, lambda v: 5 / 9 < v < 1, "lie in (5/9, 1)")
+        _require("structures", "fragment", self.fragment, lambda v: v >= 1, "be >= 1")
+        _require("structures", "seeds", self.seeds, lambda v: v >= 0, "be non-empty and >= 0")
+        _require("structures", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("structures", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("structures", "lr", self.lr, lambda v: v > 0, "be > 0")
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """(structure, method, seed) triples, structures outermost."""
+        return [(s, m, seed) for s in self.structures for seed in self.seeds for m in self.methods]
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,16 @@ def constraint_spec(problem, structure: str, sparsity: float) -> Spec:
 
 
 def summarize(records: list[dict], metric: str) -> dict:
-    """The numbers one run is judged by, from its ``prune`` records."""
+    """The numbers one run is judged by, from its ``prune`` records. ``hard_prune`` is the model
+    retraining starts from: after the BatchNorm recalibration when the run did one ("pruned+bn"),
+    and ``hard_prune_stale`` the same weights with the solve's statistics (None without BN)."""
     by_phase = {}
     for r in records:
         by_phase.setdefault(r["phase"], []).append(r)
     dense = by_phase["dense"][0]["metrics"][metric]
-    pruned = by_phase["pruned"][0]["metrics"][metric]
+    stale = by_phase["pruned"][0]["metrics"][metric]
+    recalibrated = by_phase.get("pruned+bn")
+    pruned = recalibrated[0]["metrics"][metric] if recalibrated else stale
     retrain = [r["metrics"][metric] for r in by_phase.get("retrain", [])]
     curve = [pruned, *retrain]
     within = next((epoch for epoch, value in enumerate(curve) if value >= dense - 0.01), None)
@@ -66,6 +70,7 @@ def summarize(records: list[dict], metric: str) -> dict:
         "dense": dense,
         "solved": solve["metrics"][metric],
         "hard_prune": pruned,
+        "hard_prune_stale": stale if recalibrated else None,
         "retrain": retrain,
         "epochs_to_dense_minus_1pt": within,  # None: not within 1 point in the budget
         "residual": solve["residual"],
@@ -82,13 +87,15 @@ def final_metric(row: dict) -> float:
 
 @dataclass(frozen=True)
 class Budget:
-    """One run's epochs and seed (of its batches and keys), and its retraining optimizer (None:
-    the problem's recipe optimizer)."""
+    """One run's epochs and seed (of its batches and keys), its retraining optimizer (None: the
+    problem's recipe optimizer) and whether BatchNorm statistics are recalibrated after the hard
+    prune (``solvers.prune``'s ``recalibrate``)."""
 
     solve_epochs: int
     retrain_epochs: int
     retrain_optimizer: optax.GradientTransformation | None = None
     seed: int = 0
+    recalibrate: bool = True
 
 
 def run_prune(
@@ -120,6 +127,7 @@ def run_prune(
         retrain_optimizer=budget.retrain_optimizer,
         start=start,
         seed=budget.seed,
+        recalibrate=budget.recalibrate,
         run_dir=None if out is None else Path(out) / "checkpoints" / key,
         resume=resume,
         quiet=quiet,

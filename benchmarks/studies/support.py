@@ -90,7 +90,7 @@ def solve(
         dense = jnp.linalg.lstsq(A, b)[0]
         params = {"x": dense}
         if solver is not None:
-            tx = solver.transform(SolvePhase(constraint_spec, lr, every))
+            tx = solver.transform(SolvePhase(constraint_spec, lr, every, steps))
 
             def step(carry, _):
                 params, state = carry

@@ -61,6 +61,12 @@ STUDIES = {
         "spd",
         resume=True,
     ),
+    "structures": Study(
+        configs.StructuresStudy,
+        "when to use a constrained solver: every method on polarity, patterns and 2:4 (~12 min)",
+        "structures",
+        resume=True,
+    ),
     "forms": Study(
         configs.FormsStudy,
         "FORMS: ADMM into polarized crossbar fragments on ResNet/MNIST, crossbar costs (~8 min)",

@@ -141,6 +141,7 @@ def convergence(study: configs.ConvergenceStudy, args) -> int:
     grid.report(rows, study, out)
     print()
     print(grid.summary(rows, study))
+    print("\n" + grid.conclusion(rows, study))
     print(f"\nreport and plots written to {out / 'report.md'}")
     return 0
 
@@ -177,6 +178,23 @@ def spd(study: configs.DistillationStudy, args) -> int:
     distillation_study.report(rows, study, out)
     print("\n" + distillation_study.table(rows, study))
     print("\n".join(distillation_study.order(rows, study)))
+    print(f"\nreport written to {out / 'report.md'}")
+    return 0
+
+
+def structures(study: configs.StructuresStudy, args) -> int:
+    from prunax.benchmarks.studies import structures as hard
+
+    _check_problem("resnet", study.size)
+    out = _out_dir(args, "structures")
+    print(
+        f"prunax {prunax.__version__}: constraints magnitude ranks poorly, on resnet/{study.size}: "
+        f"{', '.join(study.methods)} on {', '.join(study.structures)}",
+        flush=True,
+    )
+    rows = hard.run(study, out, resume=_resume(args), quiet=False, progress=_progress)
+    hard.report(rows, study, out)
+    print("\n" + "\n".join(f"* {hard.conclusion(rows, study, s)}" for s in study.structures))
     print(f"\nreport written to {out / 'report.md'}")
     return 0
 

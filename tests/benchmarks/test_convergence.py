@@ -45,6 +45,7 @@ def test_one_json_line_per_run_with_the_schema(finished):
             "dense",
             "solved",
             "hard_prune",
+            "hard_prune_stale",
             "retrain",
             "epochs_to_dense_minus_1pt",
             "residual",
@@ -67,10 +68,44 @@ def test_report_has_every_run_stage_and_plot(finished):
     text = (out / "report.md").read_text()
     for r in rows:
         assert r["key"] in text
-    for stage in ("hard prune, 0 retraining epochs", "after retraining epoch 1", "after retraining epoch 2"):
+    stages = (
+        "hard prune, BatchNorm statistics of the solve",
+        "hard prune + BatchNorm recalibration, 0 retraining epochs",
+        "after retraining epoch 1",
+        "after retraining epoch 2",
+        "## Conclusion",
+    )
+    for stage in stages:
         assert stage in text
     assert (out / "retraining.png").stat().st_size > 1000 and (out / "hard_prune.png").stat().st_size > 1000
     assert "| slr | 0.9 |" in convergence.summary(rows, STUDY)
+    assert "| gradual¹ | 0.9 |" in convergence.summary(rows, STUDY)
+
+
+def _row(method, sparsity, seed, hard, final):
+    return {"method": method, "sparsity": sparsity, "seed": seed, "hard_prune": hard, "retrain": [final]}
+
+
+def test_conclusion_names_the_winner_beyond_the_spread_and_calls_the_rest_ties():
+    grid = convergence.ConvergenceStudy(
+        methods=("slr", "admm", "gradual"), sparsities=(0.8, 0.9), seeds=(0, 1)
+    )
+    rows = [
+        # 0.8: SLR ahead at the hard prune by 5 points (spread 0.5), gradual ahead by 0.1 at the end: a tie
+        *(_row("slr", 0.8, s, 0.95 + 0.006 * s, 0.970) for s in (0, 1)),
+        *(_row("admm", 0.8, s, 0.90, 0.960) for s in (0, 1)),
+        *(_row("gradual", 0.8, s, 0.90, 0.971) for s in (0, 1)),
+        # 0.9: gradual ahead at the end by 2 points
+        *(_row("slr", 0.9, s, 0.90, 0.95) for s in (0, 1)),
+        *(_row("admm", 0.9, s, 0.89, 0.94) for s in (0, 1)),
+        *(_row("gradual", 0.9, s, 0.91, 0.97) for s in (0, 1)),
+    ]
+    text = convergence.conclusion(rows, grid)
+    first, second = (line for line in text.splitlines() if line.startswith("* sparsity"))
+    assert "hard prune: slr 95.3 ± 0.3 vs gradual 90.0 ± 0.0, slr wins" in first
+    assert "end: slr 97.0 ± 0.0 vs gradual 97.1 ± 0.0, a tie." in first
+    assert "end: slr 95.0 ± 0.0 vs gradual 97.0 ± 0.0, gradual wins" in second
+    assert text.splitlines()[-1].startswith("Magnitude pruning ends ahead of the constrained solvers at 0.9")
 
 
 def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
@@ -124,7 +159,7 @@ def test_cli_runs_a_tiny_grid(cache, tmp_path, capsys):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "| magnitude | 0.8 |" in out and "report and plots written to" in out
+    assert "| magnitude¹ | 0.8 |" in out and "report and plots written to" in out
     assert (tmp_path / "report.md").exists()
 
 
