@@ -63,7 +63,7 @@ STUDIES = {
     ),
     "structures": Study(
         configs.StructuresStudy,
-        "when to use a constrained solver: every method on polarity, patterns and 2:4 (~12 min)",
+        "when to use a constrained solver: every method on polarity, patterns and 2:4 (~20 min)",
         "structures",
         resume=True,
     ),
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="prunax", description=prunax.__doc__.splitlines()[0], parents=[parents["debug"]])
     parser.add_argument("--version", action="version", version=f"prunax {prunax.__version__}")
     commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
-    bench_help = "run a benchmark (no STUDY: the default convergence study, ~6 min)"
+    bench_help = "run a benchmark (no STUDY: the default convergence study, ~7 min)"
     bench = _add_study(commands, "convergence", parents, bench_help, command="bench")
     studies = bench.add_subparsers(metavar="STUDY", parser_class=_Parser)
     for name in STUDIES:
