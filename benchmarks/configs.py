@@ -135,6 +135,10 @@ class DistillationStudy:
         _require("spd", "replace_epochs", self.replace_epochs, lambda v: v >= 1, "be >= 1")
         _require("spd", "finetune_epochs", self.finetune_epochs, lambda v: v >= 0, "be >= 0")
         _require("spd", "p0", self.p0, lambda v: 0 < v <= 1, "lie in (0, 1]")
+        _require("spd", "updates", self.updates, lambda v: v >= 1, "be >= 1")
+        _require("spd", "lr", self.lr, lambda v: v > 0, "be > 0")
+        _require("spd", "temperature", self.temperature, lambda v: v > 0, "be > 0")
+        _require("spd", "seed", self.seed, lambda v: v >= 0, "be >= 0")
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class FormsStudy:
         _require("forms", "fragments", self.fragments, lambda v: v >= 1, "be non-empty and >= 1")
         _require("forms", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
         _require("forms", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("forms", "lr", self.lr, lambda v: v > 0, "be > 0")
+        _require("forms", "seed", self.seed, lambda v: v >= 0, "be >= 0")
         _require("forms", "windows", self.windows, lambda v: v >= 1, "be >= 1")
 
     def runs(self) -> list[tuple[str, int | None]]:
@@ -227,6 +233,8 @@ class AllocationStudy:
         _require("allocation", "sparsity", self.sparsity, lambda v: 0 < v < 1, "lie in (0, 1)")
         _require("allocation", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
         _require("allocation", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("allocation", "lr", self.lr, lambda v: v > 0, "be > 0")
+        _require("allocation", "seed", self.seed, lambda v: v >= 0, "be >= 0")
         _require("allocation", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")
 
 
@@ -267,7 +275,12 @@ class RT3Study:
             "be non-empty and in (0, 1] (relative to the top level)",
         )
         _require("rt3", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("rt3", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("rt3", "shared_epochs", self.shared_epochs, lambda v: v >= 0, "be >= 0")
+        _require("rt3", "lr", self.lr, lambda v: v > 0, "be > 0")
         _require("rt3", "steps", self.steps, lambda v: v >= 1, "be >= 1")
+        _require("rt3", "penalty", self.penalty, lambda v: v >= 0, "be >= 0")
+        _require("rt3", "seed", self.seed, lambda v: v >= 0, "be >= 0")
 
     @property
     def candidates(self) -> list[tuple[float, int] | None]:

@@ -139,7 +139,8 @@ def run_prune(
 
 class RunLog:
     """``out/runs.jsonl``: one JSON row per finished run, appended as it finishes. Resuming reads
-    the finished rows by key; otherwise an old file is removed and nothing counts as finished."""
+    the finished rows by key (a ValueError names a line that is not one); otherwise an old file is
+    removed and nothing counts as finished."""
 
     def __init__(self, out: Path, resume: bool):
         out = Path(out)
@@ -147,7 +148,16 @@ class RunLog:
         self.path = out / "runs.jsonl"
         self.finished: dict[str, dict] = {}
         if resume and self.path.exists():
-            self.finished = {row["key"]: row for row in map(json.loads, self.path.read_text().splitlines())}
+            for number, line in enumerate(self.path.read_text().splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                    self.finished[row["key"]] = row
+                except (ValueError, TypeError, KeyError):
+                    raise ValueError(
+                        f"resume: line {number} of {self.path} is not a finished run's row (a JSON "
+                        "object with a 'key'); delete that line to redo its run, or start over "
+                        "without --resume"
+                    ) from None
         elif self.path.exists():
             self.path.unlink()
 

@@ -276,20 +276,24 @@ def main(argv=None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 0
+    from . import _commands
+
     study = None
     if args.study is not None:
         try:
             study = settings(args.study, args)
         except ValueError as err:
             args.parser.error(_argument_error(args.study, err))
-    from . import _commands
-
+        try:
+            _commands.prepare_out(args)
+        except ValueError as err:
+            args.parser.error(f"argument --out: {err}")
     try:
         return getattr(_commands, args.handler)(study, args)
     except Exception as err:
         if getattr(args, "debug", False) or not _commands.reportable(err):
             raise
-        parser.exit(2, f"prunax: error: {_one_line(err)}\n")
+        parser.exit(2, f"prunax: error: {_one_line(err)}{_commands.hint(err, study)}\n")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,13 @@ def reportable(err: BaseException) -> bool:
     return any(c.__name__ in _REPORTED_NAMES and c.__module__.startswith("prunax.") for c in kinds)
 
 
+def hint(err: BaseException, study) -> str:
+    """What to do about a reported error, appended to its line ("" when there is nothing to add)."""
+    if type(err).__name__ == "NonFiniteLoss" and hasattr(study, "lr"):
+        return f" (a lower --lr than {study.lr:g} may help; rerun without --resume)"
+    return ""
+
+
 def _out_dir(args, study: str) -> Path:
     """``--out``, or ``runs/<study>-<time>`` when none was given."""
     out = getattr(args, "out", None)
@@ -31,6 +38,25 @@ def _out_dir(args, study: str) -> Path:
 
 def _resume(args) -> bool:
     return getattr(args, "resume", False)
+
+
+def prepare_out(args) -> None:
+    """Before the study runs: a ValueError when ``--out`` or its parent is a file or the parent
+    folder is missing (only the default ``runs/<study>-<time>`` creates ``runs/``); with
+    ``--resume``, one line on stderr when the folder does not exist. Sets ``args.out``, so the
+    whole run writes to one folder."""
+    out = _out_dir(args, args.study)
+    if getattr(args, "out", None):
+        for path in (out, out.parent):
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"{path} is a file, not a folder; give a folder to write the run into")
+        if not out.parent.exists():
+            raise ValueError(
+                f"the parent folder {out.parent} does not exist; create it first or give another --out"
+            )
+    if _resume(args) and not out.is_dir():
+        _progress(f"prunax: --resume: {out} does not exist; starting fresh")
+    args.out = str(out)
 
 
 def _progress(message: str) -> None:

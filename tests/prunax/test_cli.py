@@ -134,3 +134,78 @@ def test_study_errors_are_one_line_unless_debugging(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="unknown problem 'vgg'"):
         main([*argv, "--debug"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "spd", "--updates", "0"], "argument --updates: spd: updates must be >= 1, got 0"),
+        (["bench", "rt3", "--shared-epochs", "-1"], "rt3: shared_epochs must be >= 0, got -1"),
+        (["bench", "rt3", "--retrain-epochs", "-1"], "rt3: retrain_epochs must be >= 0, got -1"),
+        (["bench", "support", "--seeds", "0"], "argument --seeds: support: seeds must be >= 1, got 0"),
+        (["bench", "projection", "--sizes", "-5"], "projection: sizes must be whole numbers >= 1, got -5.0"),
+        (["bench", "support", "--out", "{file}"], "argument --out: {file} is a file, not a folder"),
+        (
+            ["bench", "forms", "--out", "{missing}/run"],
+            "argument --out: the parent folder {missing} does not",
+        ),
+    ],
+)
+def test_argument_errors_are_one_line_before_anything_runs(argv, message, tmp_path):
+    names = {"file": tmp_path / "report.md", "missing": tmp_path / "no" / "such"}
+    names["file"].write_text("")
+    argv = [a.format(**names) for a in argv]
+    script = PROBE.format(argv=argv, heavy=set(HEAVY))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    *_, exit_line, loaded = done.stdout.splitlines()
+    assert exit_line == "exit 2" and loaded == "" and not (tmp_path / "no").exists()
+    assert done.stderr.count("\n") == 1 and message.format(**names) in done.stderr
+
+
+def test_resume_in_a_missing_folder_says_it_starts_fresh(tmp_path, monkeypatch, capsys):
+    from prunax.cli import _commands
+
+    ran = []
+    monkeypatch.setattr(_commands, "forms", lambda study, args: ran.append(args.out) or 0)
+    out = tmp_path / "run"
+    assert main(["bench", "forms", "--out", str(out), "--resume"]) == 0
+    assert capsys.readouterr().err == f"prunax: --resume: {out} does not exist; starting fresh\n"
+    out.mkdir()
+    assert main(["bench", "forms", "--out", str(out), "--resume"]) == 0 and capsys.readouterr().err == ""
+    monkeypatch.chdir(tmp_path)  # the default runs/forms-<time> may create runs/
+    assert main(["bench", "forms", "--resume"]) == 0 and ran[:2] == [str(out)] * 2
+    assert ran[2].startswith("runs/forms-") and f"{ran[2]} does not exist" in capsys.readouterr().err
+
+
+def test_a_non_finite_loss_is_one_line_saying_what_to_do_unless_debugging(tmp_path, monkeypatch, capsys):
+    from prunax import solvers
+    from prunax.cli import _commands
+
+    def diverge(study, args):
+        raise solvers.NonFiniteLoss("resnet: non-finite loss in solve epoch 1, step 3; no checkpoint")
+
+    monkeypatch.setattr(_commands, "convergence", diverge)
+    argv = ["bench", "--lr", "0.5", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("prunax: error: resnet: non-finite loss in solve epoch 1, step 3")
+    assert "a lower --lr than 0.5 may help; rerun without --resume" in err
+    with pytest.raises(solvers.NonFiniteLoss):
+        main([*argv, "--debug"])
+
+
+def test_a_corrupt_runs_file_is_one_line_naming_it_unless_debugging(tmp_path, capsys):
+    (tmp_path / "runs.jsonl").write_text('{"key": "unstructured-fnone"}\n{"key": "unstr\n')
+    argv = ["bench", "forms", "--size", "test", "--out", str(tmp_path), "--resume"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"line 2 of {tmp_path / 'runs.jsonl'} is not a finished run's row" in err
+    assert "delete that line to redo its run, or start over without --resume" in err
+    with pytest.raises(ValueError, match="line 2 of"):
+        main([*argv, "--debug"])
