@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from prunax.constraints import Spec, leaves_with_paths
 
 from . import _checkpoint as checkpoint
+from ._fingerprint import describe, first_difference
 from ._masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
 
 
@@ -93,6 +94,8 @@ class _Run:
         fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back from disk
         self.fingerprint = fingerprint
         self.records: list[dict] = []
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(f"{fingerprint['kind']}: batch_size must be an int >= 1, got {batch_size!r}")
         self.steps = problem.steps_per_epoch(batch_size)
         if self.steps <= 0:
             raise ValueError(
@@ -102,10 +105,11 @@ class _Run:
         self.position = None  # (phase, epochs done) of the checkpoint resumed from
         if resume and self.run_dir is not None and checkpoint.exists(self.run_dir):
             meta = checkpoint.load_meta(self.run_dir)
-            if meta["fingerprint"] != fingerprint:
+            difference = first_difference(meta["fingerprint"], fingerprint)
+            if difference is not None:
                 raise ValueError(
                     f"resume: the checkpoint in {self.run_dir} was written by a different run "
-                    f"({meta['fingerprint']}), not {fingerprint}"
+                    f"({difference}); delete it or choose another run folder to start over"
                 )
             self.records = meta["records"]
             self.position = (meta["phase"], meta["epoch"])
@@ -216,9 +220,11 @@ def fit(
     fingerprint = {
         "kind": "fit",
         "config": problem.config,
+        "optimizer": recipe.description if tx is None else describe(tx),
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
+        "start": None if start is None else describe(start),
     }
     run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume)
     tx = optax.with_extra_args_support(recipe.optimizer(epochs * run.steps) if tx is None else tx)
@@ -245,6 +251,7 @@ def pretrained(problem, seed: int = 0, quiet: bool = False):
             "recipe": problem.recipe.description,
             "seed": seed,
             "jax": jax.__version__,
+            "checkpoint": checkpoint.FORMAT,
         },
         sort_keys=True,
         default=str,
@@ -298,7 +305,12 @@ def prune(
     fingerprint = {
         "kind": "prune",
         "config": problem.config,
-        "spec": repr(spec.rules),
+        "spec": describe(spec),
+        "solver": describe(tx),
+        "retrain_optimizer": problem.recipe.description
+        if retrain_optimizer is None
+        else describe(retrain_optimizer),
+        "start": "pretrained" if start is None else describe(start),
         "solve_epochs": solve_epochs,
         "retrain_epochs": retrain_epochs,
         "batch_size": batch_size,

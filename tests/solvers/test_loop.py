@@ -134,10 +134,44 @@ def test_prune_recalibrates_batch_norm_after_the_hard_prune_unless_told_not_to(p
         run(recalibration_batches=0)
 
 
-def test_resume_refuses_a_checkpoint_of_another_run(problem, start, tmp_path):
-    solvers.fit(problem, epochs=1, batch_size=32, start=start, run_dir=tmp_path, quiet=True)
-    with pytest.raises(ValueError, match="different run"):
-        solvers.fit(problem, epochs=2, batch_size=64, start=start, run_dir=tmp_path, resume=True, quiet=True)
+def test_resume_refuses_a_checkpoint_of_another_run_and_names_the_first_difference(problem, start, tmp_path):
+    solvers.fit(problem, optax.adam(1e-3), epochs=1, batch_size=32, start=start, run_dir=tmp_path, quiet=True)
+    with pytest.raises(ValueError, match="different run \\(epochs: the checkpoint has 1, this run 2\\)"):
+        solvers.fit(
+            problem,
+            optax.adam(1e-3),
+            epochs=2,
+            batch_size=64,
+            start=start,
+            run_dir=tmp_path,
+            resume=True,
+            quiet=True,
+        )
+    with pytest.raises(
+        ValueError, match="different run \\(optimizer.*step_size: the checkpoint has -0.001, this run -0.01"
+    ):
+        solvers.fit(
+            problem,
+            optax.adam(1e-2),
+            epochs=1,
+            batch_size=32,
+            start=start,
+            run_dir=tmp_path,
+            resume=True,
+            quiet=True,
+        )
+    other_start = jax.tree_util.tree_map(lambda x: x + 1, start)
+    with pytest.raises(ValueError, match="different run \\(start"):
+        solvers.fit(
+            problem,
+            optax.adam(1e-3),
+            epochs=1,
+            batch_size=32,
+            start=other_start,
+            run_dir=tmp_path,
+            resume=True,
+            quiet=True,
+        )
 
 
 def test_non_finite_loss_names_the_epoch_and_step_and_keeps_the_last_checkpoint(problem, start, tmp_path):
@@ -162,3 +196,17 @@ def test_pretrained_is_cached_by_configuration(problem, tmp_path, monkeypatch):
     again = solvers.pretrained(problem, seed=0, quiet=True)
     _same(first, again)
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_batch_size_is_an_int_from_1_to_the_training_set(problem, start):
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"^fit: batch_size must be an int >= 1, got {bad}$"):
+            solvers.fit(problem, epochs=1, batch_size=bad, start=start, quiet=True)
+    too_many = problem.train_size + 1
+    with pytest.raises(ValueError, match=f"batch_size {too_many} exceeds the {problem.train_size} training"):
+        solvers.fit(problem, epochs=1, batch_size=too_many, start=start, quiet=True)
+    spec, tx = problem.spec(Unstructured(0.5)), optax.adam(1e-3)
+    with pytest.raises(ValueError, match="^prune: batch_size must be an int >= 1, got 0$"):
+        solvers.prune(
+            problem, spec, tx, solve_epochs=1, retrain_epochs=0, batch_size=0, start=start, quiet=True
+        )
