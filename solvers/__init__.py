@@ -14,6 +14,7 @@
 """
 
 from ._admm import ADMMState, admm
+from ._checkpoint import CheckpointError
 from ._group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso, rgl_lambda
 from ._loop import FitResult, NonFiniteLoss, PruneResult, cache_dir, fit, pretrained, prune
 from ._magnitude import MagnitudeState, magnitude
@@ -26,6 +27,7 @@ from ._wrappers import ReplacingRate, distillation_loss, progressive_distillatio
 
 __all__ = [
     "ADMMState",
+    "CheckpointError",
     "DecoupledState",
     "FitResult",
     "NonFiniteLoss",

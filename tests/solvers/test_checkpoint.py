@@ -65,17 +65,17 @@ def test_a_torn_or_corrupt_checkpoint_is_one_error_naming_the_file_and_the_way_o
         lambda: checkpoint.load_meta(tmp_path),
         lambda: checkpoint.load(tmp_path, {"w": jnp.zeros(1000)}),
     ):
-        with pytest.raises(checkpoint.CheckpointError, match=f"{path}.*unreadable.*start over"):
+        with pytest.raises(solvers.CheckpointError, match=f"{path}.*unreadable.*start over"):
             read()
 
 
 def test_a_checkpoint_of_another_shape_or_dtype_is_refused(tmp_path):
     checkpoint.save(tmp_path, {"w": jnp.ones(3, jnp.bfloat16)}, {})
     with pytest.raises(
-        checkpoint.CheckpointError, match="array 0 is \\(3,\\) bfloat16, this run expects \\(3,\\) float32"
+        solvers.CheckpointError, match="array 0 is \\(3,\\) bfloat16, this run expects \\(3,\\) float32"
     ):
         checkpoint.load(tmp_path, {"w": jnp.zeros(3)})
-    with pytest.raises(checkpoint.CheckpointError, match="holds 1 arrays, this run has 2"):
+    with pytest.raises(solvers.CheckpointError, match="holds 1 arrays, this run has 2"):
         checkpoint.load(tmp_path, {"w": jnp.zeros(3), "v": jnp.zeros(1)})
 
 
