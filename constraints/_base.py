@@ -9,6 +9,7 @@ error messages that name the leaf path, shape, dtype, axis and constraint.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -120,15 +121,42 @@ def normalize_axes(constraint, axes, shape, path: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def check_sparsity(constraint, sparsity: float, name: str = "sparsity") -> None:
-    if not (isinstance(sparsity, (int, float)) and 0.0 <= sparsity < 1.0):
-        raise ValueError(f"{type(constraint).__name__}: {name} must be in [0, 1), got {sparsity!r}")
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def check_positive_ints(constraint, values, name: str) -> None:
-    values = tuple(values)
-    if not values or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
-        raise ValueError(f"{type(constraint).__name__}: {name} must be positive ints, got {values!r}")
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and _is_real(value)
+
+
+def check_sparsity(constraint, sparsity, name: str = "sparsity") -> float:
+    """A Python or NumPy real in [0, 1) as a float (a NumPy float as the decimal it prints as:
+    ``np.float32(0.3)`` is 0.3), else a ValueError naming the constraint, parameter and value."""
+    if not (_is_real(sparsity) and 0.0 <= sparsity < 1.0):
+        raise ValueError(f"{type(constraint).__name__}: {name} must be a number in [0, 1), got {sparsity!r}")
+    return float(str(sparsity)) if isinstance(sparsity, np.floating) else float(sparsity)
+
+
+def check_int(constraint, value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """A Python or NumPy int (>= low, and <= high if given) as an int, else a ValueError naming
+    the constraint, parameter and value."""
+    if not (_is_int(value) and (low is None or value >= low) and (high is None or value <= high)):
+        bound = "" if low is None else f" >= {low}" if high is None else f" in [{low}, {high}]"
+        raise ValueError(f"{type(constraint).__name__}: {name} must be an int{bound}, got {value!r}")
+    return int(value)
+
+
+def check_ints(constraint, values, name: str, positive: bool = False) -> tuple[int, ...]:
+    """A non-empty sequence of Python or NumPy ints (positive ones if ``positive``) as a tuple of
+    ints, else a ValueError naming the constraint, parameter and value."""
+    try:
+        ints = tuple(values)
+    except TypeError:
+        ints = ()
+    if not (ints and all(_is_int(v) and (v > 0 or not positive) for v in ints)):
+        kind = "positive ints" if positive else "ints"
+        raise ValueError(f"{type(constraint).__name__}: {name} must be a sequence of {kind}, got {values!r}")
+    return tuple(int(v) for v in ints)
 
 
 def energy_dtype(dtype):

@@ -12,7 +12,7 @@ from ._base import (
     Constraint,
     Groups,
     check_float,
-    check_positive_ints,
+    check_ints,
     check_sparsity,
     energy_dtype,
     normalize_axes,
@@ -93,10 +93,9 @@ class Block(Constraint):
     axes: tuple[int, ...]
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(self.shape))
-        object.__setattr__(self, "axes", tuple(self.axes))
-        check_positive_ints(self, self.shape, "block shape")
-        check_sparsity(self, self.sparsity)
+        object.__setattr__(self, "shape", check_ints(self, self.shape, "block shape", positive=True))
+        object.__setattr__(self, "sparsity", check_sparsity(self, self.sparsity))
+        object.__setattr__(self, "axes", check_ints(self, self.axes, "axes"))
         if len(self.shape) != len(self.axes):
             raise ValueError(f"Block: shape {self.shape} and axes {self.axes} must have the same length")
 

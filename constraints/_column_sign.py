@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from ._base import Constraint, check_float, check_positive_ints, energy_dtype, fail, normalize_axes
+from ._base import Constraint, check_float, check_int, energy_dtype, fail, normalize_axes
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class ColumnSign(Constraint):
     fixes_signs = True  # class attribute, not a field
 
     def __post_init__(self):
-        check_positive_ints(self, (self.fragment,), "fragment")
+        object.__setattr__(self, "fragment", check_int(self, self.fragment, "fragment", low=1))
+        object.__setattr__(self, "axis", check_int(self, self.axis, "axis"))
 
     def check(self, shape, dtype, path="<array>"):
         check_float(self, shape, dtype, path)

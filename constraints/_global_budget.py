@@ -23,8 +23,9 @@ class GlobalBudget:
 
     The kept count is taken over all entries (or blocks) of those leaves together. Scores are |w|
     (Unstructured) or block energies (Block); ``normalize="rms"`` or ``"max"`` divides each leaf's
-    scores by their root-mean-square or maximum first, so that layers of different scale compete
-    fairly. Exact for the set {at most k nonzeros (blocks) in total} when ``normalize`` is None.
+    scores by the root-mean-square or maximum of its finite scores first, so that layers of
+    different scale compete fairly (NaN stays NaN, never kept; +inf stays inf, ranked first).
+    Exact for the set {at most k nonzeros (blocks) in total} when ``normalize`` is None.
     """
 
     constraint: Unstructured | Block
@@ -44,12 +45,17 @@ class GlobalBudget:
             raise ValueError(f"global_: include={self.include!r} is not a valid regex ({err})") from None
 
     def _scores(self, w):
+        """The leaf's scores, divided by the rms or max of its finite scores under ``normalize``."""
         scores = self.constraint.scores(w).reshape(-1)
-        if self.normalize == "rms":
-            scores = scores / jnp.sqrt(jnp.mean(jnp.square(scores)) + 1e-30)
-        elif self.normalize == "max":
-            scores = scores / (jnp.max(scores) + 1e-30)
-        return scores
+        if self.normalize is None:
+            return scores
+        finite = jnp.isfinite(scores)
+        values = jnp.where(finite, scores, 0)
+        if self.normalize == "max":
+            norm = jnp.max(values)
+        else:  # sqrt(mean s^2) over the finite s
+            norm = jnp.sqrt(jnp.sum(jnp.square(values)) / jnp.maximum(jnp.sum(finite), 1))
+        return scores / (norm + 1e-30)
 
     def masks(self, leaves: list, scale=None) -> list:
         """One mask per leaf, from a single top-k over all of their (normalised) scores

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import Constraint, Groups, check_float, fail, normalize_axes
+from ._base import Constraint, Groups, check_float, check_int, fail, normalize_axes
 from ._topk import ranking_key
 
 
@@ -37,10 +37,9 @@ class NM(Constraint):
     axis: int
 
     def __post_init__(self):
-        if not (isinstance(self.m, int) and self.m > 0):
-            raise ValueError(f"NM: M must be a positive int, got m={self.m!r}")
-        if not (isinstance(self.n, int) and 0 <= self.n <= self.m):
-            raise ValueError(f"NM: N must be an int in [0, M={self.m}], got n={self.n!r}")
+        object.__setattr__(self, "m", check_int(self, self.m, "m (M of N:M)", low=1))
+        object.__setattr__(self, "n", check_int(self, self.n, "n (N of N:M)", low=0, high=self.m))
+        object.__setattr__(self, "axis", check_int(self, self.axis, "axis"))
 
     def check(self, shape, dtype, path="<array>"):
         check_float(self, shape, dtype, path)

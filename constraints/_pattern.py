@@ -3,27 +3,57 @@ connectivity, and pattern-set mining from weights (docs/constraints.md, "Pattern
 
 from __future__ import annotations
 
+import hashlib
+import reprlib
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from ._base import Constraint, Groups, check_float, check_sparsity, energy_dtype, fail, normalize_axes
+from ._base import (
+    Constraint,
+    Groups,
+    check_float,
+    check_ints,
+    check_sparsity,
+    energy_dtype,
+    fail,
+    normalize_axes,
+)
 from ._block import block_grid, tile_view, untile_view
 from ._counting import kept_count
 from ._topk import ranking_key, top_k_mask
 
 
 def _as_pattern_array(patterns) -> np.ndarray:
-    array = np.asarray(patterns)
+    try:
+        array = np.asarray(patterns)
+    except ValueError:  # numpy: "inhomogeneous shape"
+        raise ValueError(
+            "Pattern: patterns must be a stack (count, *tile_shape) of equally shaped tiles, got the "
+            f"ragged {reprlib.repr(patterns)}"
+        ) from None
     if array.ndim < 2 or array.shape[0] == 0:
         raise ValueError(
             f"Pattern: patterns must be a non-empty stack (count, *tile_shape), got shape {array.shape}"
         )
+    if 0 in array.shape[1:]:
+        raise ValueError(
+            f"Pattern: patterns must have a tile shape without zero extents, got {array.shape[1:]}"
+        )
     if not np.isin(array, (0, 1)).all():
         raise ValueError("Pattern: patterns must hold only 0 and 1")
     return array.astype(bool)
+
+
+def _first_best(ranked, kept):
+    """Per row: the first index of the largest ``ranked`` (lower pattern index on ties) and the
+    ``kept`` energy there."""
+    choice = jnp.argmax(ranked, axis=1)
+    return choice, jnp.take_along_axis(kept, choice[:, None], axis=1)[:, 0]
 
 
 def _nested_tuple(array: np.ndarray):
@@ -55,14 +85,14 @@ class Pattern(Constraint):
     def __post_init__(self):
         array = _as_pattern_array(self.patterns)
         object.__setattr__(self, "patterns", _nested_tuple(array))
-        object.__setattr__(self, "axes", tuple(self.axes))
+        object.__setattr__(self, "axes", check_ints(self, self.axes, "axes"))
         if array.ndim - 1 != len(self.axes):
             raise ValueError(
                 f"Pattern: patterns of tile shape {array.shape[1:]} need {array.ndim - 1} axes, "
                 f"got axes={self.axes}"
             )
         if self.connectivity is not None:
-            check_sparsity(self, self.connectivity, "connectivity")
+            object.__setattr__(self, "connectivity", check_sparsity(self, self.connectivity, "connectivity"))
 
     @property
     def pattern_array(self) -> np.ndarray:
@@ -73,10 +103,16 @@ class Pattern(Constraint):
         return self.pattern_array.shape[1:]
 
     def __repr__(self):
-        extra = "" if self.connectivity is None else f", connectivity={self.connectivity}"
+        """Names the pattern set by a digest of its shape and entries, so that distinct sets (run
+        fingerprints use the repr) have distinct reprs."""
+        extra = "" if self.connectivity is None else f", connectivity={self.connectivity!r}"
         tiled = ", tiles=True" if self.tiles else ""
-        count = self.pattern_array.shape[0]
-        return f"Pattern({count} patterns of {self.tile_shape}, axes={self.axes}{extra}{tiled})"
+        array = self.pattern_array
+        digest = hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()[:12]
+        return (
+            f"Pattern({array.shape[0]} patterns of {self.tile_shape} sha256:{digest}, "
+            f"axes={self.axes}{extra}{tiled})"
+        )
 
     def check(self, shape, dtype, path="<array>"):
         check_float(self, shape, dtype, path)
@@ -111,16 +147,39 @@ class Pattern(Constraint):
         rest = [shape[a] for a in range(len(shape)) if a not in axes]
         return int(np.prod(block_grid(shape, axes, self.tile_shape) + tuple(rest), dtype=np.int64))
 
+    def _energies(self, w):
+        """(tiles, size) squared entries in ``ranking_key`` order: NaN -> -1, at most TINY -> 0."""
+        return self._tiles(ranking_key(jnp.square(w.astype(energy_dtype(w.dtype)))), fill=0)
+
+    @partial(jax.jit, static_argnums=0)  # eager calls then compile the lax.cond once per shape
     def _best(self, w):
-        """Per tile: the chosen pattern's mask (tiles, size) and its kept energy (tiles,)."""
-        energy = ranking_key(jnp.square(w.astype(energy_dtype(w.dtype))))
-        tiles = self._tiles(energy, fill=0)
+        """Per tile: the chosen pattern's mask (tiles, size) and its kept energy (tiles,).
+
+        A pattern's kept energy is one matrix product of the tile's energies (NaN as 0) with the
+        patterns; the largest wins (ties: the lower pattern index). An infinite entry makes that
+        product inf or NaN (inf * 0), which the chosen energies show without another pass; only
+        then are patterns compared as (infinite entries kept, finite energy kept), the order of
+        kept energies as the infinite entries grow without bound: +inf is the largest magnitude,
+        as in every family. A tile keeping an infinite entry has kept energy inf; one holding a
+        NaN, NaN (connectivity never keeps it).
+        """
         pats = jnp.asarray(self.pattern_array.reshape(self.pattern_array.shape[0], -1))
-        nan_tile = jnp.any(tiles < 0, axis=1)
-        kept = jnp.where(tiles < 0, 0, tiles) @ pats.T.astype(tiles.dtype)  # (tiles, count)
-        choice = jnp.argmax(kept, axis=1)  # first maximum: lower pattern index on ties
-        best = jnp.take_along_axis(kept, choice[:, None], axis=1)[:, 0]
-        return pats[choice] & (tiles >= 0), jnp.where(nan_tile, jnp.nan, best)
+        weights = pats.T.astype(energy_dtype(w.dtype))
+        tiles = self._energies(w)
+        kept = jnp.where(tiles < 0, 0, tiles) @ weights  # (tiles, count)
+        choice, best = _first_best(kept, kept)
+
+        def infinite_first():  # recomputes the energies: capturing them costs a pass on every call
+            tiles = self._energies(w)
+            infinite = jnp.isinf(tiles)
+            finite_kept = jnp.where(infinite | (tiles < 0), 0, tiles) @ weights
+            infinite_kept = infinite.astype(weights.dtype) @ weights
+            most = jnp.max(infinite_kept, axis=1, keepdims=True)
+            choice, best = _first_best(jnp.where(infinite_kept == most, finite_kept, -1), finite_kept)
+            return choice, jnp.where(most[:, 0] > 0, jnp.inf, best)
+
+        choice, best = lax.cond(jnp.all(jnp.isfinite(best)), lambda: (choice, best), infinite_first)
+        return pats[choice] & (tiles >= 0), jnp.where(jnp.any(tiles < 0, axis=1), jnp.nan, best)
 
     def _mask(self, w, scale=None):
         chosen, best = self._best(w)

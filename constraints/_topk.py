@@ -3,23 +3,23 @@
 ``top_k_mask(scores, k)`` marks the k largest scores of an array of any shape. The kept set is
 exactly the first k entries of a stable sort by (score descending, flat index ascending), where:
 
-* NaN ranks below every number and is never kept (fewer than k entries are kept only when fewer
-  than k scores are numbers);
-* +inf ranks above every finite score;
-* scores at or below ``TINY = 2**-100`` rank as ties of 0 (they are kept or dropped by index, never
-  by value); no float32 weight that small carries energy a float32 sum could see.
+* scores may be any reals; NaN ranks below every number and is never kept (fewer than k entries
+  are kept only when fewer than k scores are numbers);
+* +inf ranks above every finite score and -inf below;
+* scores with ``|score| <= TINY = 2**-100`` rank as ties of 0 (they are kept or dropped by index,
+  never by value); no float32 weight that small carries energy a float32 sum could see.
 
 Algorithm (no sort on large arrays; on XLA:CPU a sort or ``lax.top_k`` costs 100-2000 read passes):
-a counting search. ``G(u) = #(score > u)`` is one fused pass that sums the arithmetic indicator
-``min(max(score - u, 0) * 2**126, 1)`` in float32: exact for u >= TINY, and 4x faster than summing
-a boolean on XLA:CPU; rows of at most 2**24 elements keep the float32 sums exact. A strided sample
-gives the first probe (its estimate of the k-th score) and a Newton step (its local density);
-then secant steps aimed just past the target, safeguarded by regula falsi and bisection on the
-float bits, narrow a bracket (lo, hi] with G(hi) < k <= G(lo) until G(lo) == k (the kept set is
-``score > lo``) or (lo, hi] holds one tied value, whose ties are cut by flat index (one chunked
-count and a cumulative sum inside one chunk). A probe that falls into an empty gap is followed by a
-snap pass onto the nearest data value. Typically 6-10 passes at 1e7 entries; arrays of at most
-``sort_below`` entries use a stable argsort instead. ``prunax bench projection`` measures it.
+a counting search on non-negative keys. ``G(u) = #(score > u)`` is one fused pass summing the
+indicator ``min(max(score - u, 0) * 2**(103 + p), 1)`` (p mantissa bits; 2**126 in float32): exact
+for u >= TINY, and 4x faster than summing a boolean on XLA:CPU; rows of at most 2**24 elements keep
+float32 sums exact. A strided sample gives the first probe (its estimate of the k-th score) and a
+Newton step (its local density); then secant steps aimed just past the target, safeguarded by
+regula falsi and bisection on the float bits, narrow a bracket (lo, hi] with G(hi) < k <= G(lo)
+until G(lo) == k (the kept set is ``score > lo``) or (lo, hi] holds one tied value, whose ties are
+cut by flat index. A probe in an empty gap is followed by a snap pass onto the data. NaN, inf and
+negative scores (seen by the finiteness pass) take a materialised key (``_signed_key``). Typically
+6-10 passes at 1e7 entries; at most ``sort_below`` entries use a stable argsort instead.
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ def _work_dtype(dtype) -> jnp.dtype:
 
 
 def _indicator_greater(x, u):
-    """1.0 where x > u, else 0.0, without a boolean (exact for u >= TINY or x - u >= TINY)."""
-    big = jnp.asarray(2.0**126, x.dtype)
+    """1.0 where x > u, else 0.0, without a boolean (exact for u >= TINY or x - u >= TINY).
+
+    For x > u >= TINY, x - u is at least one ulp of TINY, 2**-(100 + p) with p mantissa bits, so
+    the scale 2**(103 + p) lifts every positive difference to at least 8 (float32: 2**126).
+    """
+    big = jnp.asarray(2.0 ** (103 + jnp.finfo(x.dtype).nmant), x.dtype)
     return jnp.minimum(jnp.maximum(x - u, 0) * big, 1)
 
 
@@ -73,11 +77,14 @@ def _next_up(x):
     return jnp.nextafter(x, jnp.asarray(jnp.inf, x.dtype))
 
 
+def _bits(x):
+    """The bit pattern of a float32/float64 as int32/int64 (ordered like x for x >= 0)."""
+    return lax.bitcast_convert_type(x, jnp.int64 if x.dtype == jnp.float64 else jnp.int32)
+
+
 def _bits_midpoint(lo, hi):
     """The float whose bit pattern lies halfway between those of two non-negative floats."""
-    int_type = jnp.int64 if lo.dtype == jnp.float64 else jnp.int32
-    a = lax.bitcast_convert_type(lo, int_type)
-    b = lax.bitcast_convert_type(hi, int_type)
+    a, b = _bits(lo), _bits(hi)
     return lax.bitcast_convert_type(a + (b - a) // 2, lo.dtype)
 
 
@@ -231,13 +238,11 @@ def _search(rows, k, valid, score):
 
     ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32
     in [1, valid] and ``valid`` the number of non-NaN scores, so the search starts from
-    G(-1) == valid and G(inf) == 0. Each iteration is one pass. A probe counts G(u) at: the
-    sample's estimate; a Newton step with the sample's density; then the secant through the last
-    two probes, aimed past the target by about its own error (sqrt of the residual) so that probes
-    alternate sides, when it falls inside the bracket; else Illinois regula falsi; or bit
-    bisection when three probes shrank the bracket less than 2x. After a probe that lands in an
-    empty gap, a snap pass moves the nearer end onto the data (the largest score <= hi, or the
-    smallest > lo) and the next probe splits off that value, so a tie group costs two passes.
+    G(-1) == valid and G(inf) == 0. Each iteration is one pass: a probe (``_probe``: the sample's
+    estimate, a Newton step, then secants aimed past the target by about their own error, sqrt of
+    the residual, so that probes alternate sides; Illinois regula falsi outside the bracket; bit
+    bisection when three probes shrank it less than 2x) or, after a probe in an empty gap, a snap
+    (``_snap``) of the nearer end onto the data, so that a tie group costs two passes.
     """
     tiny = jnp.asarray(TINY, rows.dtype)
     estimate, density = _sample_estimate(rows, k, score)
@@ -319,16 +324,39 @@ def _mask_by_search(values, k, valid, score):
 
 
 def _mask_by_sort(scores, k):
+    """The rule itself: the first k of a stable descending sort of the tie-banded scores (NaN last)."""
     n = scores.shape[0]
-    order = jnp.argsort(-scores, stable=True)
+    banded = jnp.where(jnp.abs(scores) <= TINY, jnp.zeros_like(scores), scores)
+    order = jnp.argsort(-banded, stable=True)
     rank = jnp.zeros(n, jnp.int32).at[order].set(lax.iota(jnp.int32, n))
-    return (rank < k) & (scores >= 0)
+    return (rank < k) & ~jnp.isnan(scores)
 
 
 def ranking_key(scores):
-    """NaN -> -1 and scores at or below TINY -> 0: the order the search implements."""
+    """Non-negative or NaN scores to the search's order: NaN -> -1, scores at or below TINY -> 0."""
     scores = jnp.where(scores <= TINY, jnp.zeros_like(scores), scores)
     return jnp.where(jnp.isnan(scores), -jnp.ones_like(scores), scores)
+
+
+def _signed_key(scores, k):
+    """(key, valid): keys in [0, inf] (NaN -> -1; ``valid`` of them >= 0) whose top k are the top
+    k of real ``scores``. Non-negative floats hold only half of the order, so the key depends on k:
+    if k scores are >= -TINY, those below drop out like NaN (and [-TINY, 0) -> 0); else all those
+    are kept (-> inf) and each x < -TINY competes by the float of bits bits(inf) - bits(|x|) +
+    bits(TINY), which lies in [TINY, largest finite] (-inf -> TINY) and increases with x, exactly."""
+    nan = jnp.isnan(scores)
+    negative = scores < -TINY
+    nonnegative = scores.shape[0] - jnp.sum(nan | negative, dtype=jnp.int32)
+    enough = k <= nonnegative
+    top, tiny = _bits(jnp.asarray(jnp.inf, scores.dtype)), _bits(jnp.asarray(TINY, scores.dtype))
+    reflected = lax.bitcast_convert_type(top - _bits(jnp.abs(scores)) + tiny, scores.dtype)
+    key = jnp.where(
+        negative,
+        jnp.where(enough, -jnp.ones_like(scores), reflected),
+        jnp.where(enough, jnp.maximum(scores, 0), jnp.inf),
+    )
+    valid = jnp.where(enough, nonnegative, scores.shape[0] - jnp.sum(nan, dtype=jnp.int32))
+    return jnp.where(nan, -jnp.ones_like(scores), key), valid
 
 
 def _identity(x):
@@ -339,8 +367,9 @@ def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int
     """Boolean mask of the k largest scores (of ``|scores|`` when ``magnitude``), same shape.
 
     ``k`` is an int, or a traced int scalar (gradual pruning changes it inside one compiled
-    step); k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores must be non-negative
-    or NaN unless ``magnitude`` is set. The module docstring gives the exact rule.
+    step); k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores may be any reals:
+    NaN is never kept, -inf < negatives < ties of 0 (``|score| <= TINY``) < positives < +inf. The
+    module docstring gives the exact rule.
     """
     shape = scores.shape
     n = math.prod(shape)
@@ -352,11 +381,11 @@ def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int
     if static and k >= n:
         return ~jnp.isnan(flat).reshape(shape)
     if n <= sort_below:
-        return _mask_by_sort(ranking_key(score(flat)), k).reshape(shape)
+        return _mask_by_sort(score(flat), k).reshape(shape)
     kk = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
-    # One read pass: the sum of x * 0 is NaN iff x holds a NaN or an inf (XLA:CPU's max reduction
-    # does not propagate NaN, so it cannot serve as the check).
-    finite = jnp.isfinite(jnp.sum(flat * 0))
+    # One read pass: x * 0 sums to NaN if x holds a NaN or an inf, and min(x, 0) below 0 if it holds
+    # a score < -TINY (XLA:CPU's max reduction does not propagate NaN, so it cannot serve).
+    plain = jnp.sum(flat * 0 if magnitude else flat * 0 + jnp.minimum(flat, 0)) == 0
 
     def clean():
         def search():
@@ -364,18 +393,16 @@ def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int
 
         return search() if static else lax.cond(kk >= n, lambda: jnp.ones(n, bool), search)
 
-    def with_nans():  # also taken for inf, which needs no sanitising but is rare
-        nan = jnp.isnan(flat)
-        key = jnp.where(nan, -jnp.ones_like(flat), score(flat))
-        valid = jnp.int32(n) - jnp.sum(nan, dtype=jnp.int32)
+    def with_special_values():  # NaN, inf or negative scores: rare, so the key is materialised
+        key, valid = _signed_key(score(flat), kk)
 
         def search():
-            return _mask_by_search(key, jnp.minimum(kk, valid), valid, _identity)
+            return _mask_by_search(key, kk, valid, _identity)
 
-        return lax.cond(kk >= valid, lambda: ~nan, search)
+        return lax.cond(kk >= valid, lambda: key >= 0, search)
 
     def select():
-        return lax.cond(finite, clean, with_nans)
+        return lax.cond(plain, clean, with_special_values)
 
     mask = select() if static else lax.cond(kk <= 0, lambda: jnp.zeros(n, bool), select)
     return mask.reshape(shape)

@@ -21,7 +21,7 @@ class Unstructured(Constraint):
     sparsity: float
 
     def __post_init__(self):
-        check_sparsity(self, self.sparsity)
+        object.__setattr__(self, "sparsity", check_sparsity(self, self.sparsity))
 
     def kept(self, shape, scale=None):
         """Entries an array of ``shape`` keeps: ``n - floor(sparsity * n)`` (as ``Block.kept``)."""

@@ -12,10 +12,10 @@ DTYPES = (jnp.float16, jnp.bfloat16, jnp.float32)
 
 
 def stable_top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Reference kept set: stable sort by (score desc, flat index asc); NaN lowest and never kept;
-    scores at or below 2**-100 tie with 0."""
+    """Reference kept set: stable sort by (score desc, flat index asc) of any real scores; NaN
+    lowest (numpy sorts it last) and never kept; scores with |score| <= 2**-100 tie with 0."""
     flat = np.asarray(scores, np.float64).reshape(-1)
-    key = np.where(np.isnan(flat), -1.0, np.where(flat <= 2.0**-100, 0.0, flat))
+    key = np.where(np.abs(flat) <= 2.0**-100, 0.0, flat)
     keep = np.zeros(flat.size, bool)
     keep[np.argsort(-key, kind="stable")[: max(k, 0)]] = True
     return (keep & ~np.isnan(flat)).reshape(np.shape(scores))

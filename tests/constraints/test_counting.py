@@ -1,4 +1,5 @@
 import math
+from decimal import Decimal, localcontext
 
 import jax.numpy as jnp
 import numpy as np
@@ -23,10 +24,28 @@ def test_rounding_cases_from_the_design():
 def test_kept_count_is_n_minus_floor(n, s):
     k = kept_count(n, s)
     assert 0 <= k <= n
-    exact = s * n
-    # agrees with the plain floor except within the snapping tolerance of an integer
-    if abs(exact - round(exact)) > 1e-9 * max(1.0, exact):
-        assert k == n - math.floor(exact)
+    with localcontext() as context:
+        context.prec = 60
+        exact = Decimal(repr(s)) * n  # s * n for the decimal s prints as, exactly
+    nearest = round(exact)
+    # the plain floor, except within 1e-9 (absolutely) of an integer
+    assert k == n - (nearest if abs(exact - nearest) <= Decimal("1e-9") else math.floor(exact))
+
+
+def test_snap_is_absolute():
+    """The README's rule: |x - round(x)| <= 1e-9 snaps. A relative 1e-9 snapped 1e6 - 5e-9 to 1e6
+    (and kept 500000 of 10**6 at s = 0.499999999999, whose s * n is 1e-6 below 500000)."""
+    assert robust_floor(1e6 - 5e-9) == 999_999 and robust_floor(1e6 - 5e-10) == 1_000_000
+    assert robust_floor(3 - 5e-10) == 3 and robust_floor(3 - 2e-9) == 2 and robust_floor(3 + 2e-9) == 3
+    assert kept_count(10**6, 0.499999999999) == 500_001
+    assert kept_count(3, 2 / 3) == 1  # 2 / 3 * 3 == 1.9999999999999998 snaps to 2
+
+
+def test_decimal_sparsities_are_exact_beyond_the_snap():
+    # in float64, 0.071 * 10000007000 is 710000496.9999999: 1e-7 off, beyond an absolute snap
+    assert abs(0.071 * 10_000_007_000 - 710_000_497) > 1e-9
+    assert kept_count(10_000_007_000, 0.071) == 10_000_007_000 - 710_000_497
+    assert kept_count(100, np.float32(0.29)) == 71  # a NumPy float counts as the decimal it prints as
 
 
 @given(st.integers(1, 10**6), st.integers(0, 999))

@@ -58,6 +58,43 @@ def test_rt3_tiles_with_ragged_edges(w):
             assert not tile.any() or any(fits)
 
 
+@given(
+    hnp.arrays(np.float32, (3, 3, 1, 3), elements=values | st.sampled_from([np.inf, -np.inf])),
+    st.sampled_from([None, 0.5]),
+)
+def test_infinite_weights_are_the_largest_magnitudes(w, connectivity):
+    """Every tile keeps as many infinite entries as a pattern can hold, and connectivity keeps the
+    tiles holding one first. (inf * 0 made the pattern energies NaN: the inf was dropped, and
+    under connectivity its whole tile.)"""
+    c = Pattern(PATS, axes=(0, 1), connectivity=connectivity)
+    mask = check_projection_laws(c, w)
+    tiles, kept = np.asarray(w).reshape(9, 3).T, mask.reshape(9, 3).T
+    infinite = np.isinf(tiles)
+    most = (infinite[:, None, :] & PATS.reshape(1, 5, 9).astype(bool)).sum(-1).max(1)
+    kept_tiles = kept.any(1)
+    np.testing.assert_array_equal((kept & infinite).sum(1)[kept_tiles], most[kept_tiles])
+    kept_tiles_with_inf = min(
+        int((most > 0).sum()), 3 if connectivity is None else kept_count(3, connectivity)
+    )
+    assert (kept_tiles & (most > 0)).sum() == kept_tiles_with_inf
+
+
+def test_infinite_weight_picks_its_pattern_then_finite_energy():
+    w = np.ones((3, 3, 1, 2), np.float32)
+    w[..., 1] *= 10  # the larger finite tile
+    w[0, 0, 0, 0] = np.inf  # only the diagonal pattern (index 4) holds (0, 0)
+    mask = np.asarray(Pattern(PATS, axes=(0, 1)).mask(jnp.asarray(w)))
+    np.testing.assert_array_equal(mask[:, :, 0, 0], np.eye(3, dtype=bool))
+    np.testing.assert_array_equal(mask[:, :, 0, 1], CROSS.astype(bool))  # finite: first of the ties
+    connected = np.asarray(Pattern(PATS, axes=(0, 1), connectivity=0.5).mask(jnp.asarray(w)))
+    assert connected[..., 0].any() and not connected[..., 1].any()  # the infinite tile ranks first
+    # two infinite entries both kept by patterns 0 and 1: then the larger finite energy decides
+    w = np.ones((3, 3, 1, 1), np.float32)
+    w[1, 0], w[1, 2], w[2, 1] = -np.inf, np.inf, 5.0
+    mask = np.asarray(Pattern(PATS, axes=(0, 1)).mask(jnp.asarray(w)))
+    np.testing.assert_array_equal(mask[:, :, 0, 0], CROSS[::-1].astype(bool))
+
+
 def test_first_pattern_wins_ties_and_nan_is_dropped():
     w = jnp.ones((3, 3, 1, 1))
     mask = np.asarray(Pattern(PATS, axes=(0, 1)).mask(w))
@@ -87,6 +124,45 @@ def test_wrong_pattern_size_is_an_error():
         Pattern(np.zeros((0, 3, 3)), axes=(0, 1))
     with pytest.raises(ValueError, match="connectivity"):
         Pattern(PATS, axes=(0, 1), connectivity=1.2)
+
+
+def test_ragged_and_empty_tile_patterns_are_clear_errors():
+    """Numpy's "inhomogeneous shape" error, and a ZeroDivisionError at the first mask, before."""
+    with pytest.raises(
+        ValueError,
+        match=r"Pattern: patterns must be a stack \(count, \*tile_shape\) of equally shaped tiles, "
+        r"got the ragged \[\[\[1, 0\]\], \[\[1\]\]\]",
+    ):
+        Pattern([[[1, 0]], [[1]]], axes=(0, 1))
+    with pytest.raises(
+        ValueError, match=r"Pattern: patterns must have a tile shape without zero extents, got \(0, 3\)"
+    ):
+        Pattern(np.ones((2, 0, 3)), axes=(0, 1), tiles=True)
+
+
+def test_repr_names_the_pattern_set():
+    """Run fingerprints use reprs: two pattern sets used to print alike (only count and shape)."""
+    c = Pattern(PATS, axes=(0, 1), connectivity=0.5)
+    same = Pattern(PATS.astype(bool).tolist(), axes=[0, 1], connectivity=np.float32(0.5))
+    assert c == same and repr(c) == repr(same)
+    flipped = PATS.copy()
+    flipped[0, 0, 0] = 1
+    others = [
+        Pattern(PATS[::-1], axes=(0, 1), connectivity=0.5),  # same set, other tie order
+        Pattern(flipped, axes=(0, 1), connectivity=0.5),
+        Pattern(PATS.reshape(5, 1, 9), axes=(0, 1), connectivity=0.5),  # same entries, other shape
+    ]
+    assert len({repr(p) for p in [c, *others]}) == 4
+    assert repr(c).startswith("Pattern(5 patterns of (3, 3) sha256:") and "connectivity=0.5" in repr(c)
+
+
+@given(
+    hnp.arrays(bool, st.tuples(st.integers(1, 3), st.just(2), st.just(2))),
+    hnp.arrays(bool, st.tuples(st.integers(1, 3), st.just(2), st.just(2))),
+)
+def test_equal_reprs_iff_equal_pattern_sets(p, q):
+    a, b = Pattern(p, axes=(0, 1), tiles=True), Pattern(q, axes=(0, 1), tiles=True)
+    assert (a == b) == (repr(a) == repr(b)) == (p.shape == q.shape and bool((p == q).all()))
 
 
 def test_mining_finds_planted_patterns():

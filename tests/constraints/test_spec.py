@@ -3,6 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from prunax.constraints import (
     NM,
@@ -107,6 +110,51 @@ def test_global_block_budget_and_normalisation():
         global_(NM(2, 4, 0), include=".")
     with pytest.raises(ValueError, match="not a valid regex"):
         global_(Unstructured(0.5), include="(")
+
+
+def test_normalisers_ignore_non_finite_scores():
+    """One NaN made a leaf's rms NaN (every entry dropped); one inf made its max inf (the inf
+    dropped as inf / inf, the rest zeroed)."""
+    masks = spec([global_(Unstructured(0.5), ".", normalize="rms")]).mask(
+        {"a": jnp.asarray([1.0, 2.0, 3.0, np.nan]), "b": jnp.ones(4)}
+    )  # a / rms(1, 2, 3) = 0.46, 0.93, 1.39, NaN; b = 1: keep 1.39 and the first three 1s
+    np.testing.assert_array_equal(masks["a"], [False, False, True, False])
+    np.testing.assert_array_equal(masks["b"], [True, True, True, False])
+    masks = spec([global_(Unstructured(0.5), ".", normalize="max")]).mask(
+        {"a": jnp.asarray([1.0, 2.0, 3.0, np.inf]), "b": jnp.full(4, 0.1)}
+    )  # a / 3 = 0.33, 0.67, 1, inf; b = 1: keep inf, then the 1s by position
+    np.testing.assert_array_equal(masks["a"], [False, False, True, True])
+    np.testing.assert_array_equal(masks["b"], [True, True, False, False])
+
+
+def _normalised(scores: np.ndarray, normalize: str) -> np.ndarray:
+    """NumPy transcription: divide by the rms or max of the finite scores."""
+    finite = scores[np.isfinite(scores)]
+    norm = 0.0 if not finite.size else np.sqrt(np.mean(finite**2)) if normalize == "rms" else finite.max()
+    return scores / (norm + 1e-30)
+
+
+special = (
+    st.integers(-4, 4).map(float) | st.floats(0.5, 8, width=32) | st.sampled_from([np.nan, np.inf, -np.inf])
+)
+
+
+@given(
+    a=hnp.arrays(np.float32, 6, elements=special),
+    b=hnp.arrays(np.float32, 5, elements=special),
+    normalize=st.sampled_from(["rms", "max"]),
+    sparsity=st.sampled_from([0.3, 0.5, 0.8]),
+)
+def test_normalised_global_budget_follows_the_top_k_rule(a, b, normalize, sparsity):
+    masks = spec([global_(Unstructured(sparsity), ".", normalize=normalize)]).mask(
+        {"a": jnp.asarray(a), "b": jnp.asarray(b)}
+    )
+    kept = np.concatenate([np.asarray(masks["a"]), np.asarray(masks["b"])])
+    scores = np.concatenate([_normalised(np.abs(x.astype(np.float64)), normalize) for x in (a, b)])
+    numbers = ~np.isnan(scores)
+    assert kept.sum() == min(kept_count(11, sparsity), numbers.sum()) and not (kept & ~numbers).any()
+    if kept.any() and (numbers & ~kept).any():  # one threshold: no dropped score above a kept one
+        assert scores[kept].min() >= scores[numbers & ~kept].max() * (1 - 1e-6)
 
 
 def test_size_zero_and_scalar_leaves_do_not_crash():

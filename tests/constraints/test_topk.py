@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from prunax.constraints import Unstructured
 from prunax.constraints import _topk as topk
 from prunax.constraints._topk import top_k_mask
 from tests.constraints.helpers import stable_top_k
@@ -20,6 +21,13 @@ KS = (1, 7, 350, 699)
 def search():
     """The counting-search path, forced on small arrays; one compile per k."""
     fns = {k: jax.jit(lambda x, k=k: top_k_mask(x, k, magnitude=True, sort_below=1)) for k in KS}
+    return lambda x, k: np.asarray(fns[k](jnp.asarray(x)))
+
+
+@pytest.fixture(scope="module")
+def signed_search():
+    """The counting-search path on the scores themselves (no magnitude)."""
+    fns = {k: jax.jit(lambda x, k=k: top_k_mask(x, k, sort_below=1)) for k in KS}
     return lambda x, k: np.asarray(fns[k](jnp.asarray(x)))
 
 
@@ -68,6 +76,32 @@ def test_sort_path_equals_stable_sort(x, k):
     )
 
 
+@given(
+    kind=st.sampled_from(KINDS),
+    k=st.sampled_from(KS),
+    seed=st.integers(0, 2**31),
+    shift=st.sampled_from([0.0, -2.0]),
+)
+def test_signed_scores_rank_below_zero(signed_search, kind, k, seed, shift):
+    """Any real scores: -inf < negatives < ties of 0 (|score| <= TINY) < positives < +inf, NaN never
+    kept, on both paths. (Negative scores used to tie with 0, or drop out below -1.)"""
+    rng = np.random.default_rng(seed)
+    x = (_values(kind, rng) * rng.choice([-1.0, 1.0], N) + shift).astype(np.float32)
+    expected = stable_top_k(x, k)
+    np.testing.assert_array_equal(signed_search(x, k), expected)
+    np.testing.assert_array_equal(np.asarray(top_k_mask(jnp.asarray(x), k)), expected)
+
+
+def test_negative_scores_in_order():
+    x = np.array([-3.0, -1.0, np.nan, -np.inf, -2.0, 0.5, -(2.0**-101), 0.0], np.float32)
+    order = [5, 6, 7, 1, 4, 0, 3]  # 0.5, the ties of 0 by index (-2**-101 is one), -1, -2, -3, -inf
+    for sort_below in (1, 4096):
+        masked = jax.jit(lambda x, k, sort_below=sort_below: top_k_mask(x, k, sort_below=sort_below))
+        for k in range(1, 9):
+            mask = np.asarray(masked(jnp.asarray(x), jnp.int32(k)))
+            np.testing.assert_array_equal(mask, np.isin(np.arange(8), order[:k]), err_msg=f"k={k}")
+
+
 def test_kept_count_is_exact_with_ties(search):
     x = np.ones(N, np.float32)  # every entry ties
     for k in KS:
@@ -114,6 +148,21 @@ def test_float64(search):
         np.testing.assert_array_equal(mask, stable_top_k(x, 350))
 
 
+@pytest.mark.parametrize("exponent", [-76, -99])
+def test_float64_counts_stay_exact_for_tiny_scores(exponent):
+    """Float64 scores 2**-99 apart an ulp (about 2**-149) used to give the indicator
+    (x - u) * 2**126 < 1: fractional counts, too many kept, an infeasible projection."""
+    rng = np.random.default_rng(5)
+    x = 2.0**exponent * (1 + rng.integers(0, 1000, N) * 2.0**-50) * rng.choice([-1.0, 1.0], N)
+    with jax.enable_x64(True):
+        for magnitude in (True, False):
+            mask = top_k_mask(jnp.asarray(x), 350, magnitude=magnitude, sort_below=1)
+            np.testing.assert_array_equal(np.asarray(mask), stable_top_k(np.abs(x) if magnitude else x, 350))
+        big = jnp.asarray(np.tile(x, 20))  # past SORT_BELOW: the default path of a projection
+        assert big.dtype == jnp.float64
+        assert bool(Unstructured(0.5).is_feasible(Unstructured(0.5).project(big)))
+
+
 def test_counts_stay_exact_across_count_slices(monkeypatch):
     """Above 2**24 elements the float32 count runs per slice; exercise that with small slices."""
     monkeypatch.setattr(topk, "_COUNT_SLICE", 97)
@@ -136,13 +185,16 @@ def test_edge_sizes():
     assert bool(top_k_mask(jnp.asarray(2.0), 1)) and not bool(top_k_mask(jnp.asarray(2.0), 0))
 
 
-@pytest.mark.parametrize("kind", ["gauss", "integers", "nan_inf"])
+@pytest.mark.parametrize(
+    ("kind", "magnitude"),
+    [("gauss", True), ("integers", True), ("nan_inf", True), ("nan_inf", False)],  # signed: -inf, NaN
+)
 @pytest.mark.parametrize("sort_below", [1, 4096])
-def test_traced_k_matches_static_k_in_one_compile(kind, sort_below):
+def test_traced_k_matches_static_k_in_one_compile(kind, magnitude, sort_below):
     x = jnp.asarray(_values(kind, np.random.default_rng(3)))
-    traced = jax.jit(lambda x, k: top_k_mask(x, k, magnitude=True, sort_below=sort_below))
+    traced = jax.jit(lambda x, k: top_k_mask(x, k, magnitude=magnitude, sort_below=sort_below))
     for k in (-2, 0, 1, 7, 350, 699, N, N + 5):
-        expected = top_k_mask(x, k, magnitude=True, sort_below=sort_below)
+        expected = top_k_mask(x, k, magnitude=magnitude, sort_below=sort_below)
         got = traced(x, jnp.int32(k))
         np.testing.assert_array_equal(np.asarray(got), np.asarray(expected), err_msg=f"k={k}")
     assert traced._cache_size() == 1
