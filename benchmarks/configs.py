@@ -62,7 +62,7 @@ class ConvergenceStudy:
         default=("slr", "admm", "gradual"), metadata=_help(",".join(CONVERGENCE_METHODS))
     )
     sparsities: tuple[float, ...] = field(
-        default=(0.9, 0.95), metadata=_help("e.g. 0.8,0.9,0.95", flag="sparsity")
+        default=(0.9,), metadata=_help("e.g. 0.8,0.9,0.95", flag="sparsity")
     )
     seeds: tuple[int, ...] = field(default=(0,), metadata=_help("e.g. 0,1,2"))
     solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
