@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="prunax", description=prunax.__doc__.splitlines()[0], parents=[parents["debug"]])
     parser.add_argument("--version", action="version", version=f"prunax {prunax.__version__}")
     commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
-    bench_help = "run a benchmark (no STUDY: the default convergence study, ~7 min)"
+    bench_help = "run a benchmark (no STUDY: the default convergence study, ~6 min)"
     bench = _add_study(commands, "convergence", parents, bench_help, command="bench")
     studies = bench.add_subparsers(metavar="STUDY", parser_class=_Parser)
     for name in STUDIES:
