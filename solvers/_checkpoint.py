@@ -72,30 +72,31 @@ def _unreadable(run_dir: Path, error: Exception) -> CheckpointError:
 _READ_ERRORS = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError)
 
 
-def load_meta(run_dir: Path) -> dict:
-    """The checkpoint's bookkeeping, without reading its arrays."""
+def _read(run_dir: Path, arrays: bool) -> tuple[dict, list[np.ndarray]]:
+    """The bookkeeping and (if ``arrays``) the saved arrays, in one read of the file."""
     try:
         with np.load(run_dir / FILE, allow_pickle=False) as data:
-            return json.loads(data[_META].tobytes().decode())
+            meta = json.loads(data[_META].tobytes().decode())
+            return meta, [data[f"a{i}"] for i in range(len(meta["dtypes"]))] if arrays else []
     except _READ_ERRORS as error:
         raise _unreadable(run_dir, error) from error
+
+
+def load_meta(run_dir: Path) -> dict:
+    """The checkpoint's bookkeeping, without reading its arrays."""
+    return _read(run_dir, arrays=False)[0]
 
 
 def load(run_dir: Path, template):
     """The saved leaves in ``template``'s structure; shapes and dtypes must match it exactly."""
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    meta = load_meta(run_dir)
+    meta, saved = _read(run_dir, arrays=True)
     dtypes = meta["dtypes"]
     if len(dtypes) != len(leaves):
         raise CheckpointError(
             f"the checkpoint {run_dir / FILE} holds {len(dtypes)} arrays, this run has {len(leaves)}: "
             f"it belongs to a different configuration; delete {run_dir} to start over"
         )
-    try:
-        with np.load(run_dir / FILE, allow_pickle=False) as data:
-            saved = [data[f"a{i}"] for i in range(len(leaves))]
-    except _READ_ERRORS as error:
-        raise _unreadable(run_dir, error) from error
     out = []
     for i, (old, name, new) in enumerate(zip(saved, dtypes, leaves)):
         old = old.view(jnp.dtype(name)) if old.dtype.name != name else old

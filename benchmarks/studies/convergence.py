@@ -79,9 +79,9 @@ def run(
     grid: ConvergenceStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None
 ) -> list[dict]:
     """Every run of the grid (finished ones skipped when resuming); returns all result rows."""
-    log = harness.RunLog(out, resume)
     problem = problems.get(grid.problem, grid.size)
     harness.check_structures(problem, [grid.structure])
+    log = harness.RunLog(out, resume)
     runs = [
         (run_key(*r), partial(one_run, grid, problem, *r, out=out, resume=resume, quiet=quiet))
         for r in grid.runs()

@@ -74,9 +74,9 @@ def run(
     study: DistillationStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None
 ) -> list[dict]:
     """Every (setting, method) run; ``runs.jsonl`` in ``out`` lets ``resume`` skip finished ones."""
-    log = harness.RunLog(out, resume)
     problem = problems.get("bert", study.size)
     harness.check_structures(problem, [structure for structure, _ in study.settings])
+    log = harness.RunLog(out, resume)
     runs = [
         (run_key(m, st, s), partial(one_run, study, problem, m, st, s, out, resume, quiet))
         for st, s in study.settings

@@ -108,9 +108,9 @@ def one_run(
 def run(study: FormsStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None) -> list[dict]:
     """Every (structure, fragment) run, appended to ``out/runs.jsonl``; finished runs are skipped
     when resuming."""
-    log = harness.RunLog(out, resume)
     problem = problems.get("resnet", study.size)
     harness.check_structures(problem, study.structures)
+    log = harness.RunLog(out, resume)
     runs = [(run_key(*r), partial(one_run, study, problem, *r, out, resume, quiet)) for r in study.runs()]
     return log.rows(runs, progress, f"resnet/{study.size} ")
 

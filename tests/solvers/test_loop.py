@@ -135,43 +135,19 @@ def test_prune_recalibrates_batch_norm_after_the_hard_prune_unless_told_not_to(p
 
 
 def test_resume_refuses_a_checkpoint_of_another_run_and_names_the_first_difference(problem, start, tmp_path):
-    solvers.fit(problem, optax.adam(1e-3), epochs=1, batch_size=32, start=start, run_dir=tmp_path, quiet=True)
+    def fit(tx=None, **changed):
+        settings = {"epochs": 1, "batch_size": 32, "start": start, "run_dir": tmp_path, "quiet": True}
+        return solvers.fit(problem, tx or optax.adam(1e-3), **{**settings, **changed})
+
+    fit()
     with pytest.raises(ValueError, match="different run \\(epochs: the checkpoint has 1, this run 2\\)"):
-        solvers.fit(
-            problem,
-            optax.adam(1e-3),
-            epochs=2,
-            batch_size=64,
-            start=start,
-            run_dir=tmp_path,
-            resume=True,
-            quiet=True,
-        )
+        fit(epochs=2, batch_size=64, resume=True)
     with pytest.raises(
         ValueError, match="different run \\(optimizer.*step_size: the checkpoint has -0.001, this run -0.01"
     ):
-        solvers.fit(
-            problem,
-            optax.adam(1e-2),
-            epochs=1,
-            batch_size=32,
-            start=start,
-            run_dir=tmp_path,
-            resume=True,
-            quiet=True,
-        )
-    other_start = jax.tree_util.tree_map(lambda x: x + 1, start)
+        fit(optax.adam(1e-2), resume=True)
     with pytest.raises(ValueError, match="different run \\(start"):
-        solvers.fit(
-            problem,
-            optax.adam(1e-3),
-            epochs=1,
-            batch_size=32,
-            start=other_start,
-            run_dir=tmp_path,
-            resume=True,
-            quiet=True,
-        )
+        fit(start=jax.tree_util.tree_map(lambda x: x + 1, start), resume=True)
 
 
 def test_non_finite_loss_names_the_epoch_and_step_and_keeps_the_last_checkpoint(problem, start, tmp_path):
