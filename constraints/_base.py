@@ -16,6 +16,7 @@ from functools import cached_property
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,31 @@ def check_ints(constraint, values, name: str, positive: bool = False) -> tuple[i
 def energy_dtype(dtype):
     """Scores of float16/bfloat16 leaves are computed in float32 (no overflow, exact order)."""
     return jnp.promote_types(dtype, jnp.float32)
+
+
+_UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _magnitude_bits(w):
+    """(bits of |w|, sign bit set, bits of +inf) as unsigned ints, with integer operations only:
+    XLA:CPU flushes denormals to zero in float operations, also in ones fused with a bitcast."""
+    dtype = jnp.dtype(w.dtype)
+    unsigned = _UNSIGNED[dtype.itemsize]
+    bits = lax.bitcast_convert_type(w, unsigned)
+    sign = unsigned(1) << unsigned(8 * dtype.itemsize - 1)
+    infinity = np.array(np.inf, dtype).view(unsigned)
+    return bits & ~sign, (bits & sign) != 0, infinity
+
+
+def nonzero(w) -> jax.Array:
+    """``w != 0`` read from the bits: every value but +-0 is a nonzero, denormals and NaN included
+    (XLA:CPU compares denormals as 0, so ``w != 0`` would not count them)."""
+    magnitude, _, _ = _magnitude_bits(w)
+    return magnitude != 0
+
+
+def signs(w) -> tuple[jax.Array, jax.Array]:
+    """(positive, negative) entries, from the bits as ``nonzero``; NaN is neither."""
+    magnitude, negative, infinity = _magnitude_bits(w)
+    number = (magnitude != 0) & (magnitude <= infinity)
+    return number & ~negative, number & negative

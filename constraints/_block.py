@@ -15,6 +15,7 @@ from ._base import (
     check_ints,
     check_sparsity,
     energy_dtype,
+    nonzero,
     normalize_axes,
 )
 from ._counting import kept_count
@@ -116,7 +117,7 @@ class Block(Constraint):
         """Energy ||w_b||^2 of every block, shaped like the block grid."""
         axes = self._axes(w.ndim)
         tiles = tile_view(jnp.square(w.astype(energy_dtype(w.dtype))), axes, self.shape)
-        return jnp.sum(tiles.reshape(*block_grid(w.shape, axes, self.shape), -1), axis=-1)
+        return jnp.sum(tiles, axis=tuple(range(len(axes), tiles.ndim)))  # (grid..., rest..., block...)
 
     def expand(self, block_values, shape):
         """Broadcast one value per block back onto the leaf's shape."""
@@ -133,8 +134,8 @@ class Block(Constraint):
         return self.expand(flat.reshape(block_grid(shape, self._axes(len(shape)), self.shape)), shape)
 
     def used(self, w):
-        """Number of blocks holding a nonzero (NaN counts)."""
-        return jnp.sum(self.scores(jnp.where(w != 0, 1.0, 0.0)) > 0)
+        """Number of blocks holding a nonzero (NaN and denormals count; see ``nonzero``)."""
+        return jnp.sum(self.scores(jnp.where(nonzero(w), 1.0, 0.0)) > 0)
 
     def _mask(self, w, scale=None):
         keep = top_k_mask(self.scores(w), self.kept(w.shape, scale))

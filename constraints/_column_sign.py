@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from ._base import Constraint, check_float, check_int, energy_dtype, fail, normalize_axes
+from ._base import Constraint, check_float, check_int, energy_dtype, fail, normalize_axes, signs
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,13 @@ class ColumnSign(Constraint):
     def _mask(self, w, scale=None):
         x = w.astype(energy_dtype(w.dtype))
         frags, rows = self._matrix(jnp.where(jnp.isnan(x), 0, x))
-        positive = jnp.sum(jnp.square(jnp.maximum(frags, 0)), axis=1, keepdims=True)
-        negative = jnp.sum(jnp.square(jnp.minimum(frags, 0)), axis=1, keepdims=True)
-        keep = jnp.where(positive >= negative, frags > 0, frags < 0)
+        positive, negative = (self._matrix(side)[0] for side in signs(w))
+        positive_energy = jnp.sum(jnp.square(jnp.where(positive, frags, 0)), axis=1, keepdims=True)
+        negative_energy = jnp.sum(jnp.square(jnp.where(negative, frags, 0)), axis=1, keepdims=True)
+        keep = jnp.where(positive_energy >= negative_energy, positive, negative)
         return self._unmatrix(keep, rows, w.shape)
 
     def _is_feasible(self, w):
-        frags, _ = self._matrix(w)
-        mixed = jnp.any(frags > 0, axis=1) & jnp.any(frags < 0, axis=1)
+        positive, negative = (self._matrix(side)[0] for side in signs(w))
+        mixed = jnp.any(positive, axis=1) & jnp.any(negative, axis=1)
         return ~jnp.any(mixed) & ~jnp.any(jnp.isnan(w))

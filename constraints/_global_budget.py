@@ -52,7 +52,7 @@ class GlobalBudget:
         finite = jnp.isfinite(scores)
         values = jnp.where(finite, scores, 0)
         if self.normalize == "max":
-            norm = jnp.max(values)
+            norm = jnp.max(values, initial=0)  # an empty leaf has no scores
         else:  # sqrt(mean s^2) over the finite s
             norm = jnp.sqrt(jnp.sum(jnp.square(values)) / jnp.maximum(jnp.sum(finite), 1))
         return scores / (norm + 1e-30)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import Constraint, Groups, check_float, check_int, fail, normalize_axes
+from ._base import Constraint, Groups, check_float, check_int, fail, nonzero, normalize_axes
 from ._topk import ranking_key
 
 
@@ -64,7 +64,7 @@ class NM(Constraint):
         return _unruns(keep, axis, length)
 
     def _is_feasible(self, w):
-        runs, _ = _runs((w != 0).astype(jnp.int32), self._axis(w), self.m, 0)
+        runs, _ = _runs(nonzero(w).astype(jnp.int32), self._axis(w), self.m, 0)
         return jnp.all(jnp.sum(runs, axis=-1) <= self.n)
 
     def groups(self, shape):

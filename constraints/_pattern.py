@@ -21,6 +21,7 @@ from ._base import (
     check_sparsity,
     energy_dtype,
     fail,
+    nonzero,
     normalize_axes,
 )
 from ._block import block_grid, tile_view, untile_view
@@ -189,7 +190,7 @@ class Pattern(Constraint):
         return self._untile(chosen, w.shape)
 
     def _is_feasible(self, w):
-        support = self._tiles((w != 0).astype(jnp.float32))
+        support = self._tiles(nonzero(w).astype(jnp.float32))
         pats = jnp.asarray(self.pattern_array.reshape(self.pattern_array.shape[0], -1))
         outside = support @ (~pats).T.astype(jnp.float32)  # nonzeros outside each pattern
         inside_some = jnp.any(outside == 0, axis=1)

@@ -323,6 +323,7 @@ def _mask_by_search(values, k, valid, score):
     )
 
 
+@jax.jit  # one compile per size and dtype (k traced), not one per operation on every eager call
 def _mask_by_sort(scores, k):
     """The rule itself: the first k of a stable descending sort of the tie-banded scores (NaN last)."""
     n = scores.shape[0]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import Constraint, Groups, check_sparsity, energy_dtype
+from ._base import Constraint, Groups, check_sparsity, energy_dtype, nonzero
 from ._counting import kept_count
 from ._topk import top_k_mask
 
@@ -38,8 +38,8 @@ class Unstructured(Constraint):
         return flat.reshape(shape)
 
     def used(self, w):
-        """Number of nonzero entries (NaN counts)."""
-        return jnp.sum(w != 0)
+        """Number of nonzero entries (NaN and denormals count; see ``nonzero``)."""
+        return jnp.sum(nonzero(w))
 
     def _mask(self, w, scale=None):
         return top_k_mask(w, self.kept(w.shape, scale), magnitude=True)

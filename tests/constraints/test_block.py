@@ -95,3 +95,10 @@ def test_groups_match_the_hard_prune():
     w = jnp.asarray(np.random.default_rng(2).standard_normal((3, 4)), jnp.float32)
     norms = np.asarray(g.norms(w))
     np.testing.assert_allclose(norms**2, _block_energies(w, (2, 2), (0, 1)).reshape(-1), rtol=1e-5)
+
+
+def test_denormals_count_and_empty_leaves_score():
+    denormal = float(np.finfo(np.float32).smallest_subnormal)
+    w = jnp.asarray([[1.0, 0.0], [0.0, denormal]])
+    assert not bool(Block((1,), 0.5, (0,)).is_feasible(w))  # both rows hold a nonzero
+    assert Block((2,), 0.5, (0,)).scores(jnp.zeros((0, 3))).shape == (0,)

@@ -166,6 +166,20 @@ def test_size_zero_and_scalar_leaves_do_not_crash():
     assert "empty" in s.describe(tree)
 
 
+@pytest.mark.parametrize("normalize", [None, "rms", "max"])
+@pytest.mark.parametrize(
+    ("inner", "kept"),
+    [(Unstructured(0.5), [False, True, False, True]), (Block((2,), 0.5, (0,)), [True, True, False, False])],
+)
+def test_global_budgets_over_an_empty_leaf(inner, kept, normalize):
+    """A global Block budget crashed on an empty leaf (its scores reshaped a 0-size array with -1),
+    and normalize="max" took the max of no scores."""
+    tree = {"empty": jnp.zeros((0, 3)), "w": jnp.asarray([[1.0], [4.0], [2.0], [3.0]])}
+    masks = spec([global_(inner, include=r".", normalize=normalize)]).mask(tree)
+    assert masks["empty"].shape == (0, 3)
+    np.testing.assert_array_equal(np.asarray(masks["w"])[:, 0], kept)
+
+
 def test_spec_methods_jit(params):
     s = spec([(r"kernel$", Unstructured(0.8))])
     eager = s.project(params)

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -66,3 +67,13 @@ def test_integer_leaf_is_an_error_naming_path_shape_and_constraint():
 def test_groups_are_entries():
     g = Unstructured(0.5).groups((2, 3))
     assert g.count == 6 and sorted(g.ids.reshape(-1)) == list(range(6))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_denormals_count_as_nonzeros(dtype):
+    """XLA:CPU compares denormals as 0, so `w != 0` called [0.5, denormal] feasible at k = 1."""
+    denormal = float(np.finfo(np.dtype(dtype)).smallest_subnormal)
+    w = jnp.asarray([0.5, denormal, 0.0, -0.0], dtype)
+    for is_feasible in (Unstructured(0.75).is_feasible, jax.jit(Unstructured(0.75).is_feasible)):
+        assert not bool(is_feasible(w))
+    assert bool(Unstructured(0.5).is_feasible(w))
