@@ -3,13 +3,14 @@ run fingerprints name the solver's and optimizer's settings and the first field 
 
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from prunax import solvers
+from prunax import problems, solvers
 from prunax.constraints import Pattern, Spec, Unstructured
 from prunax.solvers import _checkpoint as checkpoint
 from prunax.solvers._fingerprint import describe, first_difference
@@ -138,8 +139,6 @@ def test_runs_killed_at_any_moment_resume_to_the_uninterrupted_result(tmp_path):
     import sys
     import time
 
-    from prunax import problems
-
     problem = problems.get("resnet", "test")
     whole = solvers.fit(problem, epochs=3, batch_size=32, quiet=True)
     script, run_dir, out = tmp_path / "soak.py", tmp_path / "run", tmp_path / "params.npz"
@@ -158,3 +157,56 @@ def test_runs_killed_at_any_moment_resume_to_the_uninterrupted_result(tmp_path):
     with np.load(out) as saved:
         for i, leaf in enumerate(jax.tree_util.tree_leaves(whole.params)):
             np.testing.assert_array_equal(saved[f"arr_{i}"], np.asarray(leaf))
+
+
+class _SmallNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = nn.BatchNorm(use_running_average=not train)(nn.Dense(16)(x))
+        return nn.Dense(3)(nn.relu(x))
+
+
+def test_a_bfloat16_prune_resumes_bit_exactly(tmp_path, monkeypatch):
+    """bf16 params, optimizer state, ADMM's Z and U and masks through a checkpoint mid-prune (the
+    old format stored bf16 as |V2 and refused to load it, blaming "a different configuration")."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((192, 8)).astype(np.float32)
+    y = np.argmax(x @ rng.standard_normal((8, 3)), axis=1)
+    problem = problems.classifier("bf16", _SmallNet(), train=(x[:128], y[:128]), test=(x[128:], y[128:]))
+    params, state = problem.init(jax.random.key(0))
+    start = (jax.tree_util.tree_map(lambda leaf: leaf.astype(jnp.bfloat16), params), state)
+    spec = problem.spec(Unstructured(0.75))
+
+    def run(**kwargs):
+        every = problem.steps_per_epoch(32)
+        tx = optax.chain(solvers.admm(spec, rho=1e-2, every=every), optax.adam(1e-3))
+        return solvers.prune(
+            problem,
+            spec,
+            tx,
+            solve_epochs=2,
+            retrain_epochs=1,
+            batch_size=32,
+            start=start,
+            quiet=True,
+            **kwargs,
+        )
+
+    whole = run()
+    real, saves = checkpoint.save, {"n": 0}
+
+    def save_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        saves["n"] += 1
+        if saves["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(run_dir=tmp_path)
+    monkeypatch.undo()
+    resumed = run(run_dir=tmp_path, resume=True)
+    assert {jnp.result_type(leaf).name for leaf in jax.tree_util.tree_leaves(resumed.params)} == {"bfloat16"}
+    for a, b in ((resumed.params, whole.params), (resumed.state, whole.state), (resumed.masks, whole.masks)):
+        jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+    assert [r["metrics"] for r in resumed.records] == [r["metrics"] for r in whole.records]
