@@ -143,6 +143,10 @@ def test_study_errors_are_one_line_unless_debugging(tmp_path, capsys):
         (["bench", "rt3", "--shared-epochs", "-1"], "rt3: shared_epochs must be >= 0, got -1"),
         (["bench", "rt3", "--retrain-epochs", "-1"], "rt3: retrain_epochs must be >= 0, got -1"),
         (["bench", "support", "--seeds", "0"], "argument --seeds: support: seeds must be >= 1, got 0"),
+        (
+            ["bench", "projection", "--repeats", "0"],
+            "argument --repeats: projection: repeats must be >= 1, got 0",
+        ),
         (["bench", "projection", "--sizes", "-5"], "projection: sizes must be whole numbers >= 1, got -5.0"),
         (["bench", "support", "--out", "{file}"], "argument --out: {file} is a file, not a folder"),
         (
