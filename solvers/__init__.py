@@ -11,8 +11,11 @@
 * ``rgl_lambda`` calibrates the group lasso's λ per leaf to a step budget.
 * ``reinforce`` picks one candidate per budget level by policy gradient (RT3's controller).
 * ``fit`` and ``prune`` run the epoch loop over a Problem with checkpoints and exact resume.
+* ``oneshot``: post-training pruning of one layer from calibration data (magnitude, Wanda,
+  SparseGPT, ADMM with a least-squares refit), for every constraint.
 """
 
+from . import oneshot
 from ._admm import ADMMState, admm
 from ._checkpoint import CheckpointError
 from ._group_lasso import GroupLassoState, group_soft_threshold, reweighted_group_lasso, rgl_lambda
@@ -52,6 +55,7 @@ __all__ = [
     "keep_masked",
     "sign_rules",
     "magnitude",
+    "oneshot",
     "progressive_distillation",
     "pull_schedule",
     "prune_report",

@@ -1,0 +1,194 @@
+"""One-shot layer-wise pruning: streaming Gram matrices, Wanda's formula, SparseGPT against a NumPy
+transcription of the paper's algorithm, ADMM's refit against cvxpy and its supports against brute
+force, and feasibility of every method for every family."""
+
+import itertools
+
+import cvxpy as cp
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured
+from prunax.solvers import oneshot
+from tests.constraints.helpers import stable_top_k
+
+METHODS = ("magnitude", "wanda", "sparsegpt", "admm")
+
+
+def _layer(seed, inputs=12, outputs=5, rows=64):
+    """Correlated inputs of very different scales, as in real activations."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((inputs, inputs)) * (0.1 + rng.random(inputs) ** 2)[None, :]
+    x = (rng.standard_normal((rows, inputs)) @ mixing).astype(np.float32)
+    w = rng.standard_normal((inputs, outputs)).astype(np.float32)
+    return x, w
+
+
+def test_streaming_gram_equals_the_gram_of_the_concatenated_inputs():
+    x, _ = _layer(0, rows=50)
+    batches = [x[:7].reshape(7, 1, 12), x[7:30], x[30:].reshape(4, 5, 12)]  # any leading shape
+    g = oneshot.gram(batches, 12)
+    assert g.rows == 50
+    np.testing.assert_allclose(np.asarray(g.matrix), x.astype(np.float64).T @ x, rtol=1e-5, atol=1e-4)
+    h = np.asarray(oneshot.damped(g, 0.01))
+    mean_diag = np.mean(np.diag(np.asarray(g.matrix)))
+    np.testing.assert_allclose(np.diag(h), np.diag(np.asarray(g.matrix)) + 0.01 * mean_diag, rtol=1e-6)
+
+
+def test_bad_input_names_the_layer_and_shapes():
+    x, w = _layer(0)
+    g = oneshot.gram([x], 12)
+    with pytest.raises(
+        ValueError, match=r"layer 'ffn/in': calibration batch of shape \(3, 10\) has 10 input"
+    ):
+        oneshot.accumulate(g, np.ones((3, 10)), "ffn/in")
+    with pytest.raises(ValueError, match=r"layer 'ffn/in': no calibration data"):
+        oneshot.gram([np.ones((0, 12))], 12, "ffn/in")
+    with pytest.raises(ValueError, match=r"layer 'ffn/in': damping must be a finite number >= 0, got -0.1"):
+        oneshot.sparsegpt(w, g, Unstructured(0.5), "ffn/in", damping=-0.1)
+    with pytest.raises(
+        ValueError, match=r"layer 'ffn/out': kernel of shape \(8, 5\) takes 8 inputs, .* 12 x 12"
+    ):
+        oneshot.admm(w[:8], g, Unstructured(0.5), "ffn/out")
+    with pytest.raises(ValueError, match=r"on leaf 'ffn/out' with shape \(12, 5\): axis 2 is out of range"):
+        oneshot.wanda(w, g, NM(2, 4, axis=2), "ffn/out")
+
+
+def test_wanda_scores_are_the_formula_compared_per_output():
+    x, w = _layer(1)
+    g = oneshot.gram([x], 12)
+    scores = np.abs(w.astype(np.float64)) * np.linalg.norm(x.astype(np.float64), axis=0)[:, None]
+    c = Unstructured(0.5)  # 6 of 12 inputs per output, 30 of 60 in all: the per-output masks are feasible
+    per_output = np.stack([stable_top_k(scores[:, j], 6) for j in range(5)], axis=1)
+    pruned = np.asarray(oneshot.wanda(w, g, c))
+    np.testing.assert_array_equal(pruned != 0, per_output)
+    np.testing.assert_array_equal(pruned[per_output], w[per_output])  # no weight update
+    whole_leaf = np.asarray(oneshot.wanda(w, g, c, per_output=False)) != 0
+    np.testing.assert_array_equal(whole_leaf, stable_top_k(scores, 30))
+    two_four = np.asarray(oneshot.wanda(w, g, NM(2, 4, axis=0))) != 0
+    runs = scores.reshape(3, 4, 5)
+    expected = np.stack([stable_top_k(runs[r, :, j], 2) for r in range(3) for j in range(5)])
+    np.testing.assert_array_equal(two_four, expected.reshape(3, 5, 4).transpose(0, 2, 1).reshape(12, 5))
+
+
+def _sparsegpt_numpy(w, h, sparsity=None, nm=None, block=4):
+    """The paper's algorithm in the paper's layout (W: outputs × inputs), float64, step by step;
+    per-block unstructured masks keep the largest w²/U_ii² (ties: lower flat index), N:M masks per
+    row the n largest of every m columns (ties: lower column)."""
+    weights = w.T.astype(np.float64).copy()
+    u = np.linalg.cholesky(np.linalg.inv(h)).T
+    rows, columns = weights.shape
+    for start in range(0, columns, block):
+        stop = min(start + block, columns)
+        w1, u1 = weights[:, start:stop].copy(), u[start:stop, start:stop]
+        q1, err1 = np.zeros_like(w1), np.zeros_like(w1)
+        keep = np.zeros_like(w1, bool)
+        if sparsity is not None:
+            saliency = w1**2 / np.diag(u1)[None, :] ** 2
+            keep = stable_top_k(saliency, w1.size - int(np.floor(sparsity * w1.size + 1e-9)))
+        for i in range(stop - start):
+            if nm is not None and i % nm[1] == 0:
+                group = w1[:, i : i + nm[1]] ** 2 / np.diag(u1)[i : i + nm[1]][None, :] ** 2
+                keep[:, i : i + nm[1]] = np.stack([stable_top_k(r, nm[0]) for r in group])
+            q = np.where(keep[:, i], w1[:, i], 0)
+            err = (w1[:, i] - q) / u1[i, i]
+            w1[:, i:] -= np.outer(err, u1[i, i:])
+            q1[:, i], err1[:, i] = q, err
+        weights[:, start:stop] = q1
+        weights[:, stop:] -= err1 @ u[start:stop, stop:]
+    return weights.T
+
+
+@pytest.mark.parametrize("case", ["unstructured", "2:4"])
+def test_sparsegpt_equals_the_numpy_transcription(case):
+    x, w = _layer(2)
+    g = oneshot.gram([x], 12)
+    h = np.asarray(oneshot.damped(g, 0.01), np.float64)
+    if case == "unstructured":  # 10 of every block's 20 entries: the leaf's count exactly
+        got, expected = oneshot.sparsegpt(w, g, Unstructured(0.5), block=4), _sparsegpt_numpy(w, h, 0.5)
+    else:
+        got, expected = oneshot.sparsegpt(w, g, NM(2, 4, axis=0), block=4), _sparsegpt_numpy(w, h, nm=(2, 4))
+    np.testing.assert_array_equal(np.asarray(got) != 0, expected != 0)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=2e-3, atol=2e-4)
+
+
+def _least_squares_on(x, w, mask, damping_lambda):
+    """cvxpy: argmin ||X(W − V)||² + λ||W − V||² with V = 0 off the mask."""
+    v = cp.Variable(w.shape)
+    objective = cp.sum_squares(x @ (w - v)) + damping_lambda * cp.sum_squares(w - v)
+    cp.Problem(cp.Minimize(objective), [cp.multiply(1 - mask.astype(float), v) == 0]).solve()
+    return v.value
+
+
+def test_admm_output_is_the_least_squares_optimum_on_its_support():
+    x, w = _layer(3)
+    g = oneshot.gram([x], 12)
+    out = np.asarray(oneshot.admm(w, g, Unstructured(0.6), refit_iterations=40))
+    support = out != 0
+    assert support.sum() == Unstructured(0.6).kept(w.shape)
+    lam = 0.01 * np.mean(np.diag(x.astype(np.float64).T @ x))
+    expected = _least_squares_on(x.astype(np.float64), w.astype(np.float64), support, lam)
+    np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-3)
+
+
+def _objective(x, w, v):
+    return float(np.sum((x @ (w - v)) ** 2))
+
+
+def _refit_exactly(x, w, mask):
+    v = np.zeros_like(w)
+    for j in range(w.shape[1]):
+        if mask[:, j].any():
+            v[mask[:, j], j] = np.linalg.lstsq(x[:, mask[:, j]], x @ w[:, j], rcond=None)[0]
+    return v
+
+
+def test_admm_finds_the_brute_force_optimal_support_more_often_than_the_baselines():
+    """4 inputs × 2 outputs keeping 4 of 8 entries, no damping: the best of the 70 supports, each
+    refitted exactly, against each method's support refitted exactly. When this was written, of
+    these 20 layers ADMM's support was optimal on 11, Wanda's on 8, SparseGPT's on 5, magnitude's
+    on 4; the test asks for half, and more than any baseline."""
+    hits = dict.fromkeys(METHODS, 0)
+    for seed in range(20):
+        x, w = _layer(100 + seed, inputs=4, outputs=2, rows=16)
+        x64, w64 = x.astype(np.float64), w.astype(np.float64)
+        supports = (
+            np.isin(np.arange(8), chosen).reshape(4, 2) for chosen in itertools.combinations(range(8), 4)
+        )
+        best = min(_objective(x64, w64, _refit_exactly(x64, w64, mask)) for mask in supports)
+        g = oneshot.gram([x], 4)
+        for name in METHODS:
+            kwargs = {} if name in ("magnitude", "wanda") else {"damping": 0.0}
+            support = np.asarray(getattr(oneshot, name)(w, g, Unstructured(0.5), **kwargs)) != 0
+            hits[name] += _objective(x64, w64, _refit_exactly(x64, w64, support)) <= best * (1 + 1e-4)
+    assert hits["admm"] >= 10 and hits["admm"] > max(hits[n] for n in METHODS if n != "admm"), hits
+
+
+CONV_FAMILIES = [
+    Unstructured(0.7),
+    NM(2, 4, axis=2),
+    Block((1,), 0.5, axes=(3,)),  # filters
+    ColumnSign(8, axis=2),
+    Pattern(
+        np.stack([np.eye(3), np.eye(3)[::-1], np.ones((3, 3))]).astype(int), axes=(0, 1), connectivity=0.5
+    ),
+    NM(2, 4, axis=2) & ColumnSign(4, axis=2),
+]
+
+
+@pytest.mark.parametrize("constraint", CONV_FAMILIES, ids=repr)
+def test_every_method_is_feasible_for_every_family_on_a_conv_kernel(constraint):
+    """A (3, 3, 4, 8) kernel with im2col inputs of 36 features; each method's output lies in the set,
+    and the reconstruction-error methods do not lose to magnitude."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((96, 36)).astype(np.float32) * rng.random(36).astype(np.float32)
+    w = rng.standard_normal((3, 3, 4, 8)).astype(np.float32)
+    g = oneshot.gram([x], 36)
+    errors = {}
+    for name in METHODS:
+        out = getattr(oneshot, name)(w, g, constraint, "conv/kernel")
+        assert out.shape == w.shape and out.dtype == jnp.float32
+        assert bool(constraint.is_feasible(out)), name
+        errors[name] = oneshot.reconstruction_error(w, out, g)
+    assert errors["admm"] <= errors["magnitude"], errors
