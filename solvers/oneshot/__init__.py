@@ -11,16 +11,21 @@ min over Ŵ in a constraint's set of ||X W − X Ŵ||²_F, seen through H = Xᵀ
   support by least squares.
 
 Every method takes ``(w, gram, constraint, path)`` and returns a kernel in the constraint's set.
+``prune_model`` runs one of them over a Problem's Dense layers, block by block, calibrated on
+the inputs that the already-pruned blocks produce; ``LayerRecord`` is its per-layer record.
 """
 
 from ._admm import LayerADMMInfo, admm, refit
 from ._calibration import Gram, accumulate, damped, empty_gram, gram, reconstruction_error
+from ._model import METHODS, LayerRecord, prune_model
 from ._scores import magnitude, wanda
 from ._sparsegpt import inverse_cholesky, sparsegpt
 
 __all__ = [
     "Gram",
     "LayerADMMInfo",
+    "LayerRecord",
+    "METHODS",
     "accumulate",
     "admm",
     "damped",
@@ -28,6 +33,7 @@ __all__ = [
     "gram",
     "inverse_cholesky",
     "magnitude",
+    "prune_model",
     "reconstruction_error",
     "refit",
     "sparsegpt",

@@ -5,6 +5,7 @@ force, and feasibility of every method for every family."""
 import itertools
 
 import cvxpy as cp
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -192,3 +193,53 @@ def test_every_method_is_feasible_for_every_family_on_a_conv_kernel(constraint):
         assert bool(constraint.is_feasible(out)), name
         errors[name] = oneshot.reconstruction_error(w, out, g)
     assert errors["admm"] <= errors["magnitude"], errors
+
+
+@pytest.fixture(scope="module")
+def bert():
+    from prunax import problems
+
+    problem = problems.get("bert", "test")
+    params, state = problem.init(jax.random.key(0))
+    batches = [b for _, b in zip(range(2), problem.batches("train", jax.random.key(1), 16))]
+    return problem, params, state, batches
+
+
+def test_prune_model_calibrates_each_block_on_the_pruned_blocks_before_it(bert):
+    """Block by block in call order; layer_1 sees layer_0's pruned outputs (sequential) or the
+    dense ones; each record's error is that layer's own reconstruction error."""
+    problem, params, state, batches = bert
+    spec = problem.spec(NM(2, 4, axis=0))
+    out, records = oneshot.prune_model(problem, params, state, spec, batches, method="sparsegpt")
+    assert [r.path for r in records][:6] == [
+        f"layer_0/{name}/kernel"
+        for name in (
+            "attention/query",
+            "attention/key",
+            "attention/value",
+            "attention/output",
+            "intermediate",
+            "output",
+        )
+    ]
+    assert all(r.sparsity == 0.5 for r in records) and bool(spec.is_feasible(out))
+    _, parallel = oneshot.prune_model(
+        problem, params, state, spec, batches, method="sparsegpt", sequential=False
+    )
+    by_path = {r.path: r.error for r in parallel}
+    assert all(by_path[r.path] == r.error for r in records if r.path.startswith("layer_0/"))
+    assert any(by_path[r.path] != r.error for r in records if r.path.startswith("layer_1/"))
+
+
+def test_prune_model_refuses_what_a_layer_wise_solve_cannot_do(bert):
+    from prunax.constraints import global_, spec
+
+    problem, params, state, batches = bert
+    with pytest.raises(ValueError, match="global budgets"):
+        oneshot.prune_model(problem, params, state, spec([global_(Unstructured(0.5), r"kernel$")]), batches)
+    with pytest.raises(ValueError, match=r"no calibration data for \['embeddings/word/embedding'\]"):
+        oneshot.prune_model(
+            problem, params, state, spec([(r"word/embedding$", Unstructured(0.5))]), batches, method="wanda"
+        )
+    with pytest.raises(ValueError, match="unknown method 'obs'"):
+        oneshot.prune_model(problem, params, state, problem.spec(Unstructured(0.5)), batches, method="obs")
