@@ -25,6 +25,7 @@ negative scores (seen by the finiteness pass) take a materialised key (``_signed
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -364,26 +365,13 @@ def _identity(x):
     return x
 
 
-def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int = SORT_BELOW):
-    """Boolean mask of the k largest scores (of ``|scores|`` when ``magnitude``), same shape.
-
-    ``k`` is an int, or a traced int scalar (gradual pruning changes it inside one compiled
-    step); k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores may be any reals:
-    NaN is never kept, -inf < negatives < ties of 0 (``|score| <= TINY``) < positives < +inf. The
-    module docstring gives the exact rule.
-    """
-    shape = scores.shape
-    n = math.prod(shape)
-    static = isinstance(k, (int, np.integer))
-    if n == 0 or (static and k <= 0):
-        return jnp.zeros(shape, bool)
-    flat = scores.reshape(-1).astype(_work_dtype(scores.dtype))
+@partial(jax.jit, static_argnames=("magnitude", "static"))  # one compile per size, not one per call
+def _select_by_search(flat, k, *, magnitude: bool, static: bool):
+    """The counting search's mask of the k largest of ``flat`` (``static``: k is known to lie in
+    (0, n), so the k <= 0 and k >= n branches are left out)."""
+    n = flat.shape[0]
     score = jnp.abs if magnitude else _identity
-    if static and k >= n:
-        return ~jnp.isnan(flat).reshape(shape)
-    if n <= sort_below:
-        return _mask_by_sort(score(flat), k).reshape(shape)
-    kk = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
+    kk = jnp.clip(k, 0, n)
     # One read pass: x * 0 sums to NaN if x holds a NaN or an inf, and min(x, 0) below 0 if it holds
     # a score < -TINY (XLA:CPU's max reduction does not propagate NaN, so it cannot serve).
     plain = jnp.sum(flat * 0 if magnitude else flat * 0 + jnp.minimum(flat, 0)) == 0
@@ -406,4 +394,28 @@ def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int
         return lax.cond(plain, clean, with_special_values)
 
     mask = select() if static else lax.cond(kk <= 0, lambda: jnp.zeros(n, bool), select)
-    return mask.reshape(shape)
+    return mask
+
+
+def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int = SORT_BELOW):
+    """Boolean mask of the k largest scores (of ``|scores|`` when ``magnitude``), same shape.
+
+    ``k`` is an int, or a traced int scalar (gradual pruning changes it inside one compiled
+    step); k <= 0 keeps nothing, k >= size keeps every non-NaN entry. Scores may be any reals:
+    NaN is never kept, -inf < negatives < ties of 0 (``|score| <= TINY``) < positives < +inf. The
+    module docstring gives the exact rule.
+    """
+    shape = scores.shape
+    n = math.prod(shape)
+    static = isinstance(k, (int, np.integer))
+    if n == 0 or (static and k <= 0):
+        return jnp.zeros(shape, bool)
+    flat = scores.reshape(-1).astype(_work_dtype(scores.dtype))
+    score = jnp.abs if magnitude else _identity
+    if static and k >= n:
+        return ~jnp.isnan(flat).reshape(shape)
+    if n <= sort_below:
+        return _mask_by_sort(score(flat), k).reshape(shape)
+    return _select_by_search(flat, jnp.asarray(k, jnp.int32), magnitude=magnitude, static=static).reshape(
+        shape
+    )

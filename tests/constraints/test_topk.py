@@ -166,8 +166,10 @@ def test_float64_counts_stay_exact_for_tiny_scores(exponent):
 def test_counts_stay_exact_across_count_slices(monkeypatch):
     """Above 2**24 elements the float32 count runs per slice; exercise that with small slices."""
     monkeypatch.setattr(topk, "_COUNT_SLICE", 97)
+    jax.clear_caches()  # the search is jitted: a compile cached at the real slice would ignore the patch
     x = np.random.default_rng(3).standard_normal(N).astype(np.float32)
     mask = np.asarray(top_k_mask(jnp.asarray(x), 123, magnitude=True, sort_below=1))
+    jax.clear_caches()  # and later tests must not reuse the compile made with the patched slice
     np.testing.assert_array_equal(mask, stable_top_k(np.abs(x), 123))
 
 
