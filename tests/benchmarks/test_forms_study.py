@@ -29,8 +29,7 @@ def test_im2col_rows_times_the_kernel_matrix_are_the_conv_outputs(stride):
     np.testing.assert_allclose(rows @ kernel.reshape(-1, 5), np.asarray(conv)[b, oy, ox], atol=1e-4)
 
 
-def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+def test_a_short_run_records_costs_and_leaves_no_polarity_violations(tmp_path):
     problem = problems.get("resnet", "test")
     params, state = problem.init(jax.random.key(0))
     x = next(problem.batches("test", jax.random.key(0), 8))["x"]

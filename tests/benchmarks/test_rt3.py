@@ -77,8 +77,7 @@ def test_candidates_are_pattern_feasible_inside_the_block_support(block_pruned_t
 
 
 @needs(*BERT_ASSETS)
-def test_rt3_study_end_to_end_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+def test_rt3_study_end_to_end_and_resume(tmp_path):
     out = tmp_path / "rt3"
     argv = [
         "bench",
