@@ -16,6 +16,8 @@ DISTILLATION_METHODS = ("spd", "magnitude+kd", "magnitude")
 SUPPORT_METHODS = ("magnitude", "admm", "slr", "rgl")
 OVERHEAD_METHODS = ("admm", "slr", "rgl", "rgl_prox", "magnitude")
 PROJECTION_METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass")
+ONESHOT_METHODS = ("magnitude", "wanda", "sparsegpt", "admm")  # solvers.oneshot's layer methods
+ONESHOT_STRUCTURES = ("50%", "70%", "2:4", "4:8", "16x16", "polarity")
 ALLOCATION_STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster
 
 
@@ -300,6 +302,32 @@ class BiasStudy:
     def __post_init__(self):
         _require("bias", "sparsities", self.sparsities, lambda s: 0 < s < 1, "be non-empty and in (0, 1)")
         _require("bias", "epochs", self.epochs, lambda v: v >= 0, "be >= 0")
+
+
+@dataclass(frozen=True)
+class OneShotStudy:
+    """Post-training layer-wise pruning of fine-tuned MiniLM, no retraining: every one-shot method
+    on unstructured, N:M, tile and polarity constraints of the encoder's Dense kernels."""
+
+    size: str = field(default="default", metadata=_help("bert size (test: the smoke size)"))
+    structures: tuple[str, ...] = field(
+        default=ONESHOT_STRUCTURES, metadata=_help(",".join(ONESHOT_STRUCTURES))
+    )
+    methods: tuple[str, ...] = field(default=ONESHOT_METHODS, metadata=_help(",".join(ONESHOT_METHODS)))
+    calibration: int = field(default=128, metadata=_help("calibration sentences, from the training split"))
+    seeds: tuple[int, ...] = field(default=(0,), metadata=_help("calibration draws, e.g. 0,1,2"))
+    fragment: int = field(default=8, metadata=_help("polarity fragment: rows sharing one sign per column"))
+
+    def __post_init__(self):
+        _known("oneshot", "structures", self.structures, ONESHOT_STRUCTURES)
+        _known("oneshot", "methods", self.methods, ONESHOT_METHODS)
+        _require("oneshot", "calibration", self.calibration, lambda v: v >= 1, "be >= 1")
+        _require("oneshot", "seeds", self.seeds, lambda v: v >= 0, "be non-empty and >= 0")
+        _require("oneshot", "fragment", self.fragment, lambda v: v >= 1, "be >= 1")
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """(structure, method, seed) triples, structures outermost."""
+        return [(s, m, seed) for s in self.structures for seed in self.seeds for m in self.methods]
 
 
 @dataclass(frozen=True)

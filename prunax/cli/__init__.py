@@ -67,6 +67,12 @@ STUDIES = {
         "structures",
         resume=True,
     ),
+    "oneshot": Study(
+        configs.OneShotStudy,
+        "post-training MiniLM pruning: magnitude, Wanda, SparseGPT, ADMM over the algebra, no retraining",
+        "oneshot",
+        resume=True,
+    ),
     "forms": Study(
         configs.FormsStudy,
         "FORMS: ADMM into polarized crossbar fragments on ResNet/MNIST, crossbar costs (~8 min)",

@@ -225,6 +225,23 @@ def structures(study: configs.StructuresStudy, args) -> int:
     return 0
 
 
+def oneshot(study: configs.OneShotStudy, args) -> int:
+    from prunax.benchmarks.studies import oneshot as oneshot_study
+
+    _check_problem("bert", study.size)
+    out = _out_dir(args, "oneshot")
+    print(
+        f"prunax {prunax.__version__}: one-shot pruning of bert/{study.size} from {study.calibration} "
+        f"calibration sentences: {', '.join(study.methods)} on {', '.join(study.structures)}",
+        flush=True,
+    )
+    rows = oneshot_study.run(study, out, resume=_resume(args), quiet=False, progress=_progress)
+    oneshot_study.report(rows, study, out)
+    print("\n" + "\n".join(f"* {oneshot_study.conclusion(rows, study, s)}" for s in study.structures))
+    print(f"\nreport written to {out / 'report.md'}")
+    return 0
+
+
 def forms(study: configs.FormsStudy, args) -> int:
     from prunax.benchmarks.studies import forms as forms_study
 
