@@ -69,7 +69,7 @@ STUDIES = {
     ),
     "oneshot": Study(
         configs.OneShotStudy,
-        "post-training MiniLM pruning: magnitude, Wanda, SparseGPT, ADMM over the algebra, no retraining",
+        "post-training MiniLM pruning: magnitude, Wanda, SparseGPT, ADMM, no retraining (~45 min)",
         "oneshot",
         resume=True,
     ),
