@@ -123,6 +123,7 @@ def prune_model(
             "give each leaf its own constraint"
         )
     paths, leaves, _ = leaves_with_paths(params)
+    dense_leaves = dict(zip(paths, leaves))
     constraints = jax.tree_util.tree_leaves(spec.constraints(params), is_leaf=lambda c: c is None)
     targets = {p: c for p, c in zip(paths, constraints) if c is not None}
     grams, order = _capture(problem, frozenset(targets))
@@ -143,7 +144,7 @@ def prune_model(
     for members in tqdm(blocks.values(), desc=f"oneshot {method}", disable=quiet):
         calibration = _accumulate(grams, params if sequential else dense, state, batches)
         for path in members:
-            w = dict(zip(paths, leaves))[path]
+            w = dense_leaves[path]
             gram = calibration[path]
             start = time.perf_counter()
             w_hat = jax.block_until_ready(solve(w, gram, targets[path], path, **options))
