@@ -143,9 +143,9 @@ def admm(
     matrix = as_matrix(w, gram, path).astype(jnp.float32)
     for name, value in (("max_iterations", max_iterations), ("refit_iterations", refit_iterations)):
         if not (isinstance(value, int) and value >= 0):
-            raise ValueError(f"admm: {name} must be an int >= 0, got {value!r}")
+            raise ValueError(f"layer {path!r}: admm {name} must be an int >= 0, got {value!r}")
     if not (isinstance(rho, (int, float)) and rho > 0):
-        raise ValueError(f"admm: rho must be a number > 0, got {rho!r}")
+        raise ValueError(f"layer {path!r}: admm rho must be a number > 0, got {rho!r}")
     h = damped(gram, damping, path)
     scale = jnp.sqrt(jnp.diag(h))  # D^½: in W̃ = D^½ W the Gram matrix has a unit diagonal
     fitted, (iterations, final_rho, change) = _solve(

@@ -101,7 +101,7 @@ def sparsegpt(
     matrix = as_matrix(w, gram, path).astype(jnp.float32)
     constraint.check(w.shape, w.dtype, path)
     if not (isinstance(block, int) and block >= 1):
-        raise ValueError(f"sparsegpt: block must be an int >= 1, got {block!r}")
+        raise ValueError(f"layer {path!r}: sparsegpt block must be an int >= 1, got {block!r}")
     h = damped(gram, damping, path)
     dead = jnp.diag(gram.matrix) == 0  # inputs never active: their weights do not matter, drop them
     h = jnp.where(jnp.diag(dead), 1.0, h)
