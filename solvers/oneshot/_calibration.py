@@ -72,6 +72,36 @@ def damped(gram: Gram, damping: float, path: str = "<layer>") -> jax.Array:
     return h + (damping * jnp.where(scale > 0, scale, 1.0)) * jnp.eye(gram.width, dtype=h.dtype)
 
 
+def conv_patches(x, kernel_size, strides=1, padding="SAME", input_dilation=1, kernel_dilation=1):
+    """The im2col patches of a channels-last convolution's input ``x`` (batch, *spatial, cin):
+    one row (..., kh·kw·cin) per output position, ordered (kh, kw, cin) like the kernel's axes, so
+    that patches @ kernel.reshape(-1, cout) is the convolution. ``padding`` is "SAME",
+    "VALID" or explicit (low, high) pairs per spatial axis, as ``lax.conv_general_dilated`` takes."""
+    n = len(kernel_size)
+    x = jnp.asarray(x)
+
+    def per_axis(v):
+        return (v,) * n if isinstance(v, int) else tuple(v)
+
+    layout = "N" + "HWD"[:n] if n <= 3 else None
+    if layout is None:
+        raise ValueError(f"conv_patches: {n} spatial axes; 1 to 3 are supported")
+    spec = (layout + "C", layout[1:] + "IO", layout + "C")
+    patches = jax.lax.conv_general_dilated_patches(
+        x,
+        tuple(kernel_size),
+        per_axis(strides),
+        padding,
+        lhs_dilation=per_axis(input_dilation),
+        rhs_dilation=per_axis(kernel_dilation),
+        dimension_numbers=spec,
+    )
+    cin = x.shape[-1]
+    grid = patches.shape[:-1]  # the patches' features come ordered (cin, *kernel_size)
+    patches = patches.reshape(*grid, cin, int(np.prod(kernel_size)))
+    return jnp.swapaxes(patches, -1, -2).reshape(*grid, -1)
+
+
 def as_matrix(w, gram: Gram, path: str) -> jax.Array:
     """The kernel as the (inputs, outputs) matrix X multiplies: a Dense kernel (in, out) itself, a
     conv kernel (kh, kw, cin, cout) as (kh·kw·cin, cout), matching im2col patches in that order."""

@@ -10,20 +10,25 @@ Each layer is then solved alone by the chosen layer method.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen.linear import canonicalize_padding
 from tqdm.auto import tqdm
 
 from prunax.constraints import GlobalBudget, Spec, leaves_with_paths
 
+from .. import _checkpoint as checkpoint
+from .._fingerprint import describe, first_difference
 from ._admm import admm
-from ._calibration import Gram, reconstruction_error
+from ._calibration import Gram, conv_patches, reconstruction_error
 from ._scores import magnitude, wanda
 from ._sparsegpt import sparsegpt
 
@@ -41,16 +46,40 @@ class LayerRecord(NamedTuple):
     seconds: float
 
 
-def _dense_kernel_path(context) -> str | None:
+def _kernel_path(context) -> str | None:
+    """The kernel path of the Dense or Conv layer a method call of ``context`` applies, if it is one."""
     module = context.module
-    if isinstance(module, nn.Dense) and context.method_name == "__call__" and module.scope is not None:
-        return "/".join(module.scope.path) + "/kernel"
+    if isinstance(module, (nn.Dense, nn.Conv)) and context.method_name == "__call__":
+        if module.scope is not None:
+            return "/".join(module.scope.path) + "/kernel"
     return None
 
 
+def _conv_rows(module: nn.Conv, x, path: str):
+    """The im2col patches of the inputs ``x`` of the Flax conv ``module``, one row per output position."""
+    kernel_size = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
+    padding = canonicalize_padding(module.padding, len(kernel_size))
+    if (isinstance(padding, str) and padding not in ("SAME", "VALID")) or module.feature_group_count != 1:
+        raise ValueError(
+            f"layer {path!r}: a conv with padding {module.padding!r} and feature_group_count "
+            f"{module.feature_group_count} has no im2col inputs here (supported: 'SAME', 'VALID' or "
+            "explicit padding, feature_group_count 1)"
+        )
+    x = x.reshape((-1,) + x.shape[x.ndim - len(kernel_size) - 1 :])
+    return conv_patches(
+        x,
+        kernel_size,
+        1 if module.strides is None else module.strides,
+        padding,
+        1 if module.input_dilation is None else module.input_dilation,
+        1 if module.kernel_dilation is None else module.kernel_dilation,
+    )
+
+
 def _capture(problem, wanted: frozenset):
-    """A jitted (params, state, batch) -> {kernel path: (x^T x, rows)} over the Dense layers in
-    ``wanted``, and the order in which the loss called them (filled on the first trace)."""
+    """A jitted (params, state, batch) -> {kernel path: (x^T x, rows)} over the Dense and Conv layers
+    in ``wanted`` (a conv's rows are its im2col patches), and the order in which the loss called
+    them (filled on the first trace)."""
     order: list[str] = []
 
     @jax.jit
@@ -58,9 +87,12 @@ def _capture(problem, wanted: frozenset):
         seen = {}
 
         def record(next_fun, args, kwargs, context):
-            path = _dense_kernel_path(context)
+            path = _kernel_path(context)
             if path is not None and path in wanted and path not in seen:
-                x = args[0].reshape(-1, args[0].shape[-1]).astype(jnp.float32)
+                x = args[0]
+                if isinstance(context.module, nn.Conv):
+                    x = _conv_rows(context.module, x, path)
+                x = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
                 seen[path] = (x.T @ x, x.shape[0])
                 if path not in order:
                     order.append(path)
@@ -92,6 +124,44 @@ def _set_leaf(params, path: str, value):
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def _fingerprint(problem, params, state, spec, batches, method, block, sequential, options) -> dict:
+    """What a block's checkpoint must have been written by to be resumed from: the problem, the
+    dense params and state, the spec, the calibration batches (array digests) and the settings."""
+    fingerprint = {
+        "kind": "oneshot",
+        "problem": [problem.name, problem.size, problem.config],
+        "params": describe(params),
+        "state": describe(state),
+        "spec": describe(spec),
+        "batches": describe(batches),
+        "method": method,
+        "options": describe(options),
+        "block": block,
+        "sequential": sequential,
+    }
+    return json.loads(json.dumps(fingerprint, default=str))  # as it reads back from disk
+
+
+def _block_dir(run_dir: Path, index: int) -> Path:
+    return run_dir / f"block{index:04d}"
+
+
+def _resumed_block(run_dir: Path, index: int, fingerprint: dict, template: dict):
+    """Block ``index``'s pruned kernels {path: leaf} and records from its checkpoint, or None."""
+    where = _block_dir(run_dir, index)
+    if not checkpoint.exists(where):
+        return None
+    meta = checkpoint.load_meta(where)
+    difference = first_difference(meta["fingerprint"], fingerprint)
+    if difference is not None:
+        raise ValueError(
+            f"resume: the checkpoint in {where} was written by a different one-shot run ({difference}); "
+            f"delete {run_dir} or choose another run folder to start over"
+        )
+    records = [LayerRecord(**{**r, "shape": tuple(r["shape"])}) for r in meta["records"]]
+    return checkpoint.load(where, template), records
+
+
 def prune_model(
     problem,
     params,
@@ -101,6 +171,8 @@ def prune_model(
     method: str = "admm",
     block: str = r"^[^/]+",
     sequential: bool = True,
+    run_dir=None,
+    resume: bool = False,
     quiet: bool = True,
     **options,
 ):
@@ -109,8 +181,10 @@ def prune_model(
     ``batches`` (a list of batches the problem's loss takes). ``block`` is a regex whose match at
     the start of a kernel's path names its block. Returns (pruned params, [LayerRecord]).
 
-    Every constrained leaf must be the kernel of an ``nn.Dense`` that the loss calls, and every
-    constraint per-leaf (a global budget couples layers, which a layer-wise solve cannot).
+    Every constrained leaf must be the kernel of an ``nn.Dense`` or ``nn.Conv`` that the loss
+    calls, and every constraint per-leaf (a global budget couples layers, which a layer-wise solve
+    cannot). With ``run_dir`` each finished block's kernels and records are checkpointed there;
+    ``resume`` continues after the last finished block of the same run (bit-exactly).
     """
     if method not in METHODS:
         raise ValueError(f"prune_model: unknown method {method!r}; valid: {sorted(METHODS)}")
@@ -132,24 +206,37 @@ def prune_model(
     if missing:
         raise ValueError(
             f"prune_model: no calibration data for {missing}: a constrained leaf must be the kernel of "
-            "an nn.Dense that the problem's loss calls"
+            "an nn.Dense or nn.Conv that the problem's loss calls"
         )
     blocks: dict[str, list[str]] = {}
     for path in order:
         found = re.match(block, path)
         blocks.setdefault(found.group(0) if found else path, []).append(path)
+    run_dir = None if run_dir is None else Path(run_dir)
+    if run_dir is not None:
+        fingerprint = _fingerprint(problem, params, state, spec, batches, method, block, sequential, options)
     dense = params
     records = []
     solve = METHODS[method]
-    for members in tqdm(blocks.values(), desc=f"oneshot {method}", disable=quiet):
+    resuming = resume and run_dir is not None
+    for index, members in enumerate(tqdm(blocks.values(), desc=f"oneshot {method}", disable=quiet)):
+        if resuming:
+            resumed = _resumed_block(run_dir, index, fingerprint, {p: dense_leaves[p] for p in members})
+            if resumed is not None:
+                for path, w_hat in resumed[0].items():
+                    params = _set_leaf(params, path, w_hat)
+                records += resumed[1]
+                continue
+            resuming = False  # the first unfinished block: everything after it is redone
         calibration = _accumulate(grams, params if sequential else dense, state, batches)
+        pruned, block_records = {}, []
         for path in members:
             w = dense_leaves[path]
             gram = calibration[path]
             start = time.perf_counter()
             w_hat = jax.block_until_ready(solve(w, gram, targets[path], path, **options))
             seconds = time.perf_counter() - start
-            records.append(
+            block_records.append(
                 LayerRecord(
                     path,
                     tuple(np.shape(w)),
@@ -159,4 +246,9 @@ def prune_model(
                 )
             )
             params = _set_leaf(params, path, w_hat)
+            pruned[path] = w_hat
+        if run_dir is not None:
+            meta = {"fingerprint": fingerprint, "records": [r._asdict() for r in block_records]}
+            checkpoint.save(_block_dir(run_dir, index), pruned, meta)
+        records += block_records
     return params, records

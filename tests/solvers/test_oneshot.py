@@ -243,3 +243,126 @@ def test_prune_model_refuses_what_a_layer_wise_solve_cannot_do(bert):
         )
     with pytest.raises(ValueError, match="unknown method 'obs'"):
         oneshot.prune_model(problem, params, state, problem.spec(Unstructured(0.5)), batches, method="obs")
+
+
+@pytest.mark.parametrize(
+    "kernel_size, strides, padding, dilation",
+    [
+        ((3, 3), 1, "SAME", 1),
+        ((3, 3), 2, "SAME", 1),
+        ((1, 1), 2, "VALID", 1),
+        ((3, 2), (1, 2), [(1, 0), (2, 1)], (2, 1)),
+        ((3,), 2, "SAME", 1),
+    ],
+)
+def test_conv_patches_times_the_kernel_matrix_is_flax_s_convolution(kernel_size, strides, padding, dilation):
+    import flax.linen as nn
+
+    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3)[: len(kernel_size) + 1] + (3,))
+    conv = nn.Conv(5, kernel_size, strides, padding=padding, kernel_dilation=dilation, use_bias=False)
+    variables = conv.init(jax.random.key(1), x)
+    kernel = variables["params"]["kernel"]
+    patches = oneshot.conv_patches(x, kernel_size, strides, padding, 1, dilation)
+    np.testing.assert_allclose(patches @ kernel.reshape(-1, 5), conv.apply(variables, x), atol=2e-6)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    from prunax import problems
+
+    problem = problems.get("resnet", "test")
+    params, state = problem.init(jax.random.key(0))
+    batches = [b for _, b in zip(range(2), problem.batches("train", jax.random.key(1), 16))]
+    return problem, params, state, batches
+
+
+def test_prune_model_calibrates_convs_on_their_im2col_inputs(resnet):
+    """Every block conv is pruned in call order; the first one's recorded error equals
+    ||conv(x, W) − conv(x, Ŵ)|| / ||conv(x, W)|| on the inputs the model really feeds it."""
+    import flax.linen as nn
+
+    problem, params, state, batches = resnet
+    spec = problem.spec(Unstructured(0.6))
+    out, records = oneshot.prune_model(problem, params, state, spec, batches, method="wanda")
+    assert [r.path for r in records] == [
+        "stage1_block1/conv1/kernel",
+        "stage1_block1/conv2/kernel",
+        "stage2_block1/conv1/kernel",
+        "stage2_block1/conv2/kernel",
+        "stage2_block1/proj/kernel",
+        "stage3_block1/conv1/kernel",
+        "stage3_block1/conv2/kernel",
+        "stage3_block1/proj/kernel",
+    ]
+    assert bool(spec.is_feasible(out))
+    inputs = []
+
+    def grab(next_fun, args, kwargs, context):
+        if context.module.scope is not None and context.module.scope.path == ("stage1_block1", "conv1"):
+            inputs.append(args[0])
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(grab):
+        for batch in batches:
+            problem.loss(params, state, batch, jax.random.key(0))
+    w = params["stage1_block1"]["conv1"]["kernel"]
+    w_hat = out["stage1_block1"]["conv1"]["kernel"]
+
+    def conv(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    num = sum(float(jnp.sum((conv(x, w) - conv(x, w_hat)) ** 2)) for x in inputs)
+    den = sum(float(jnp.sum(conv(x, w) ** 2)) for x in inputs)
+    assert records[0].error == pytest.approx(np.sqrt(num / den), rel=1e-3)
+
+
+def test_prune_model_refuses_a_conv_without_im2col_inputs():
+    import flax.linen as nn
+
+    from prunax.constraints import spec
+
+    class Circular(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Conv(4, (3, 3), padding="CIRCULAR", name="conv")(x)
+
+    class Problem:
+        name, size, config = "circular", "test", {}
+
+        def loss(self, params, state, batch, key):
+            return jnp.sum(Circular().apply({"params": params}, batch))
+
+    x = jnp.ones((1, 5, 5, 2))
+    params = Circular().init(jax.random.key(0), x)["params"]
+    with pytest.raises(ValueError, match=r"layer 'conv/kernel': a conv with padding 'CIRCULAR'"):
+        oneshot.prune_model(Problem(), params, {}, spec([(r"kernel$", Unstructured(0.5))]), [x])
+
+
+def test_prune_model_resumes_after_the_last_finished_block_bit_exactly(bert, tmp_path, monkeypatch):
+    from prunax.solvers.oneshot import _model
+
+    problem, params, state, batches = bert
+    spec = problem.spec(Unstructured(0.7))
+    whole, records = oneshot.prune_model(problem, params, state, spec, batches, method="wanda")
+    solve, calls = _model.METHODS["wanda"], []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 9:  # the third layer of the second block
+            raise KeyboardInterrupt
+        return solve(*args, **kwargs)
+
+    monkeypatch.setitem(_model.METHODS, "wanda", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        oneshot.prune_model(problem, params, state, spec, batches, method="wanda", run_dir=tmp_path)
+    calls.clear()
+    again, resumed = oneshot.prune_model(
+        problem, params, state, spec, batches, method="wanda", run_dir=tmp_path, resume=True
+    )
+    assert calls == [r.path for r in records[6:]]  # the first block came from its checkpoint
+    assert all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(again)))
+    assert [r._replace(seconds=0) for r in resumed] == [r._replace(seconds=0) for r in records]
+    with pytest.raises(ValueError, match=r"written by a different one-shot run \(method: .*wanda.*sparsegpt"):
+        oneshot.prune_model(
+            problem, params, state, spec, batches, method="sparsegpt", run_dir=tmp_path, resume=True
+        )
