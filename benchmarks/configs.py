@@ -17,7 +17,11 @@ SUPPORT_METHODS = ("magnitude", "admm", "slr", "rgl")
 OVERHEAD_METHODS = ("admm", "slr", "rgl", "rgl_prox", "magnitude")
 PROJECTION_METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass")
 ONESHOT_METHODS = ("magnitude", "wanda", "sparsegpt", "admm")  # solvers.oneshot's layer methods
-ONESHOT_STRUCTURES = ("50%", "70%", "2:4", "4:8", "16x16", "polarity")
+ONESHOT_STRUCTURES = ("50%", "60%", "70%", "2:4", "4:8", "16x16", "polarity", "structured")
+ONESHOT_DEFAULTS = {  # problem -> (its structures, calibration examples: sentences or token windows)
+    "bert": (("50%", "70%", "2:4", "4:8", "16x16", "polarity"), 128),
+    "smollm2": (("50%", "2:4", "70%", "60%", "4:8", "structured"), 32),
+}
 ALLOCATION_STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster
 
 
@@ -306,28 +310,53 @@ class BiasStudy:
 
 @dataclass(frozen=True)
 class OneShotStudy:
-    """Post-training layer-wise pruning of fine-tuned MiniLM, no retraining: every one-shot method
-    on unstructured, N:M, tile and polarity constraints of the encoder's Dense kernels."""
+    """Post-training layer-wise pruning without retraining (fine-tuned MiniLM, or SmolLM2-135M):
+    every one-shot method on unstructured, N:M, tile, polarity and head/neuron constraints of the
+    model's linear kernels."""
 
-    size: str = field(default="default", metadata=_help("bert size (test: the smoke size)"))
-    structures: tuple[str, ...] = field(
-        default=ONESHOT_STRUCTURES, metadata=_help(",".join(ONESHOT_STRUCTURES))
+    problem: str = field(default="bert", metadata=_help(",".join(ONESHOT_DEFAULTS)))
+    size: str = field(default="default", metadata=_help("problem size (test: the smoke size)"))
+    structures: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_help(
+            ",".join(ONESHOT_STRUCTURES)
+            + "; default: "
+            + "; ".join(f"{p}: {','.join(d[0])}" for p, d in ONESHOT_DEFAULTS.items())
+        ),
     )
     methods: tuple[str, ...] = field(default=ONESHOT_METHODS, metadata=_help(",".join(ONESHOT_METHODS)))
-    calibration: int = field(default=128, metadata=_help("calibration sentences, from the training split"))
+    calibration: int | None = field(
+        default=None,
+        metadata=_help(
+            "calibration examples from the training split: sentences (bert, default 128) or "
+            "token windows (smollm2, default 32)"
+        ),
+    )
     seeds: tuple[int, ...] = field(default=(0,), metadata=_help("calibration draws, e.g. 0,1,2"))
     fragment: int = field(default=8, metadata=_help("polarity fragment: rows sharing one sign per column"))
 
     def __post_init__(self):
-        _known("oneshot", "structures", self.structures, ONESHOT_STRUCTURES)
+        _known("oneshot", "problem", (self.problem,), ONESHOT_DEFAULTS)
+        if self.structures is not None:
+            _known("oneshot", "structures", self.structures, ONESHOT_STRUCTURES)
         _known("oneshot", "methods", self.methods, ONESHOT_METHODS)
-        _require("oneshot", "calibration", self.calibration, lambda v: v >= 1, "be >= 1")
+        if self.calibration is not None:
+            _require("oneshot", "calibration", self.calibration, lambda v: v >= 1, "be >= 1")
         _require("oneshot", "seeds", self.seeds, lambda v: v >= 0, "be non-empty and >= 0")
         _require("oneshot", "fragment", self.fragment, lambda v: v >= 1, "be >= 1")
 
+    @property
+    def chosen_structures(self) -> tuple[str, ...]:
+        return ONESHOT_DEFAULTS[self.problem][0] if self.structures is None else self.structures
+
+    @property
+    def examples(self) -> int:
+        """Calibration examples per draw."""
+        return ONESHOT_DEFAULTS[self.problem][1] if self.calibration is None else self.calibration
+
     def runs(self) -> list[tuple[str, str, int]]:
         """(structure, method, seed) triples, structures outermost."""
-        return [(s, m, seed) for s in self.structures for seed in self.seeds for m in self.methods]
+        return [(s, m, seed) for s in self.chosen_structures for seed in self.seeds for m in self.methods]
 
 
 @dataclass(frozen=True)

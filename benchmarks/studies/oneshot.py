@@ -1,13 +1,18 @@
-"""One-shot post-training pruning of fine-tuned MiniLM (docs/benchmarks.md, "One-shot"): every
-layer method of ``solvers.oneshot`` through the sequential model pass, on the encoder's Dense
-kernels, from calibration sentences of the training split, with no retraining. Measured per run:
-test accuracy (sentence polarity), cosine between the pruned and the dense model's mean-pooled
-last hidden states on the test sentences, the layers' relative reconstruction errors
-||X(W − Ŵ)|| / ||X W|| (mean and worst), the wall time of the pass and the process's peak RSS.
+"""One-shot post-training pruning without retraining (docs/benchmarks.md, "One-shot"): every layer
+method of ``solvers.oneshot`` through the sequential model pass, on a model's linear kernels, from
+calibration examples of the training split — fine-tuned MiniLM (``bert``: calibration sentences,
+metric sentence-polarity accuracy, plus the cosine between the pruned and the dense model's
+mean-pooled last hidden states on the test sentences) or SmolLM2-135M (``smollm2``: calibration
+windows of 256 tokens, metric perplexity on the held-out sentences). Measured per run: the
+metric, the layers' relative reconstruction errors ||X(W − Ŵ)|| / ||X W|| (mean and worst), the
+wall time of the pass and the process's peak RSS.
 
-Structures (over every encoder kernel): ``50%`` and ``70%`` unstructured, ``2:4`` and ``4:8``
-along the inputs, ``16x16`` tiles at 50 %, and ``polarity`` (each fragment of inputs of a column
-keeps one sign; it sets no count, so every method ends at its own sparsity, which the tables show).
+Structures (over every prunable kernel): ``50%``, ``60%`` and ``70%`` unstructured, ``2:4`` and
+``4:8`` along the inputs, ``16x16`` tiles at 50 %, ``polarity`` (each fragment of inputs of a
+column keeps one sign; it sets no count, so every method ends at its own sparsity, which the
+tables show) and ``structured`` (the problem's ``head`` and ``neuron`` groups at 25 % each,
+docs/problems.md: whole heads' columns and attention-output rows, whole FFN neurons' columns and
+output rows, each leaf choosing its own).
 """
 
 from __future__ import annotations
@@ -27,17 +32,29 @@ from prunax.solvers import oneshot
 from .. import harness
 from ..configs import OneShotStudy
 
-BATCH = 32  # calibration sentences per batch
+BATCH = {"bert": 32, "smollm2": 8}  # calibration examples per batch
+LOWER_IS_BETTER = {"perplexity"}
+STRUCTURED = 0.25  # the share of heads and of FFN neurons the ``structured`` setting removes
 
 
 def run_key(structure: str, method: str, seed: int) -> str:
     return f"{structure}-{method}-seed{seed}"
 
 
+def structure_spec(problem, structure: str, fragment: int) -> constraints.Spec:
+    """The spec of ``structure``: one constraint on every prunable kernel, or (``structured``) the
+    problem's head and neuron groups together."""
+    if structure == "structured":
+        rules = [*problem.groups["head"](STRUCTURED).rules, *problem.groups["neuron"](STRUCTURED).rules]
+        return constraints.spec(rules)
+    return problem.spec(structure_constraint(structure, fragment))
+
+
 def structure_constraint(structure: str, fragment: int) -> constraints.Constraint:
-    """The constraint every encoder kernel gets under ``structure``."""
+    """The constraint every prunable kernel gets under ``structure`` (all but ``structured``)."""
     return {
         "50%": constraints.Unstructured(0.5),
+        "60%": constraints.Unstructured(0.6),
         "70%": constraints.Unstructured(0.7),
         "2:4": constraints.NM(2, 4, axis=0),
         "4:8": constraints.NM(4, 8, axis=0),
@@ -46,11 +63,11 @@ def structure_constraint(structure: str, fragment: int) -> constraints.Constrain
     }[structure]
 
 
-def calibration_batches(problem, sentences: int, seed: int) -> list[dict]:
-    """``sentences`` training sentences (rounded down to whole batches, at least one), drawn by ``seed``."""
-    size = min(BATCH, sentences)
+def calibration_batches(problem, examples: int, seed: int) -> list[dict]:
+    """``examples`` training examples (rounded down to whole batches, at least one), drawn by ``seed``."""
+    size = min(BATCH[problem.name], examples)
     batches = problem.batches("train", jax.random.key(seed), size)
-    return [batch for _, batch in zip(range(max(sentences // size, 1)), batches)]
+    return [batch for _, batch in zip(range(max(examples // size, 1)), batches)]
 
 
 def _pooled(problem, params, state) -> np.ndarray:
@@ -65,41 +82,68 @@ def _pooled(problem, params, state) -> np.ndarray:
     return np.concatenate(out)[: problem.config["test"]]
 
 
-def one_run(study: OneShotStudy, problem, dense, structure: str, method: str, seed: int, quiet: bool) -> dict:
-    params, state, dense_pooled = dense
-    spec = problem.spec(structure_constraint(structure, study.fragment))
-    batches = calibration_batches(problem, study.calibration, seed)
+def one_run(
+    study: OneShotStudy, problem, dense, out: Path, resume: bool, structure, method, seed, quiet
+) -> dict:
+    params, state, dense_metric, dense_pooled = dense
+    spec = structure_spec(problem, structure, study.fragment)
+    batches = calibration_batches(problem, study.examples, seed)
+    key = run_key(structure, method, seed)
     start = time.perf_counter()
-    pruned, records = oneshot.prune_model(problem, params, state, spec, batches, method=method, quiet=quiet)
+    pruned, records = oneshot.prune_model(
+        problem,
+        params,
+        state,
+        spec,
+        batches,
+        method=method,
+        run_dir=out / "blocks" / key,
+        resume=resume,
+        quiet=quiet,
+    )
     seconds = time.perf_counter() - start
     errors = [r.error for r in records]
-    return {
-        "key": run_key(structure, method, seed),
+    row = {
+        "key": key,
         "structure": structure,
         "method": method,
         "seed": seed,
-        "accuracy": problem.evaluate(pruned, state)["accuracy"],
-        "cosine": float(np.mean(np.sum(_pooled(problem, pruned, state) * dense_pooled, axis=-1))),
+        problem.metric: problem.evaluate(pruned, state)[problem.metric],
         "error": float(np.mean(errors)),
         "worst_error": float(np.max(errors)),
         "sparsity": float(np.mean([r.sparsity for r in records])),
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "calibration": sum(len(b["y"]) for b in batches),
-        "dense": problem.evaluate(params, state)["accuracy"],
+        "calibration": sum(len(next(iter(b.values()))) for b in batches),
+        "dense": dense_metric,
     }
+    if dense_pooled is not None:
+        row["cosine"] = float(np.mean(np.sum(_pooled(problem, pruned, state) * dense_pooled, axis=-1)))
+    return row
 
 
 def run(
     study: OneShotStudy, out: Path, resume: bool = False, quiet: bool = True, progress=None
 ) -> list[dict]:
-    """Every (structure, method, seed) run (finished ones skipped when resuming); all rows."""
+    """Every (structure, method, seed) run (finished ones skipped when resuming; an interrupted one
+    continues after its last finished block); all rows."""
     log = harness.RunLog(out, resume)
-    problem = problems.get("bert", study.size)
-    params, state = solvers.pretrained(problem, seed=0, quiet=quiet)
-    dense = (params, state, _pooled(problem, params, state))
-    runs = [(run_key(*r), partial(one_run, study, problem, dense, *r, quiet=quiet)) for r in study.runs()]
-    return log.rows(runs, progress, f"bert/{study.size} ")
+    problem = problems.get(study.problem, study.size)
+    if problem.recipe.epochs:  # MiniLM is fine-tuned once (cached); SmolLM2's file is the dense model
+        params, state = solvers.pretrained(problem, seed=0, quiet=quiet)
+    else:
+        params, state = problem.init(jax.random.key(0))
+    pooled = _pooled(problem, params, state) if problem.features is not None else None
+    dense = (params, state, problem.evaluate(params, state)[problem.metric], pooled)
+    runs = [
+        (run_key(*r), partial(one_run, study, problem, dense, Path(out), resume, *r, quiet=quiet))
+        for r in study.runs()
+    ]
+    return log.rows(runs, progress, f"{study.problem}/{study.size} ")
+
+
+def _metric(rows) -> str:
+    return "perplexity" if "perplexity" in rows[0] else "accuracy"
 
 
 def _of(rows, structure, method):
@@ -115,8 +159,18 @@ def _spread(rows, key) -> str:
     return f"{np.mean(values):.4f}" + ("" if len(values) == 1 else f" ± {np.std(values):.4f}")
 
 
+def _metric_cell(rows, metric: str) -> str:
+    if metric == "accuracy":
+        return harness.percent_cell(r["accuracy"] for r in rows)
+    values = [r[metric] for r in rows]
+    return f"{np.mean(values):.1f}" + ("" if len(values) == 1 else f" ± {np.std(values):.1f}")
+
+
 def table(rows: list[dict], study: OneShotStudy, structure: str) -> str:
-    """Markdown: per method accuracy, cosine, reconstruction errors and time (mean ± std over seeds)."""
+    """Markdown: per method the metric, (MiniLM) cosine, reconstruction errors, sparsity and time
+    (mean ± std over calibration draws)."""
+    metric = _metric(rows)
+    cosine = "cosine" in rows[0]
     cells = []
     for m in study.methods:
         mine = _of(rows, structure, m)
@@ -125,76 +179,105 @@ def table(rows: list[dict], study: OneShotStudy, structure: str) -> str:
         cells.append(
             [
                 m,
-                harness.percent_cell(r["accuracy"] for r in mine),
-                _spread(mine, "cosine"),
+                _metric_cell(mine, metric),
+                *([_spread(mine, "cosine")] if cosine else []),
                 _spread(mine, "error"),
                 _spread(mine, "worst_error"),
                 f"{_mean(mine, 'sparsity'):.3f}",
                 f"{_mean(mine, 'seconds'):.1f}",
             ]
         )
-    header = ["method", "accuracy", "cosine to dense", "mean error", "worst error", "sparsity", "seconds"]
+    header = [
+        "method",
+        metric,
+        *(["cosine to dense"] if cosine else []),
+        "mean error",
+        "worst error",
+        "sparsity",
+        "seconds",
+    ]
     return harness.markdown_table(header, cells)
 
 
 def conclusion(rows: list[dict], study: OneShotStudy, structure: str) -> str:
-    """The methods ordered by mean reconstruction error and by accuracy, and ADMM's error against
-    the best other method's."""
+    """The methods ordered by mean reconstruction error and by the metric, and ADMM's error (and,
+    for perplexity, its increase over dense) against the best other method's."""
+    metric = _metric(rows)
+    lower = metric in LOWER_IS_BETTER
     present = [m for m in study.methods if _of(rows, structure, m)]
     error = {m: _mean(_of(rows, structure, m), "error") for m in present}
-    accuracy = {m: _mean(_of(rows, structure, m), "accuracy") for m in present}
+    value = {m: _mean(_of(rows, structure, m), metric) for m in present}
+    scale, digits = (1, 1) if lower else (100, 1)
     by_error = " < ".join(f"{m} {error[m]:.3f}" for m in sorted(present, key=error.get))
-    by_accuracy = " > ".join(
-        f"{m} {100 * accuracy[m]:.1f}" for m in sorted(present, key=accuracy.get, reverse=True)
-    )
-    text = f"**{structure}** — error: {by_error}; accuracy: {by_accuracy}"
+    ranked = sorted(present, key=value.get, reverse=not lower)
+    by_metric = (" < " if lower else " > ").join(f"{m} {scale * value[m]:.{digits}f}" for m in ranked)
+    text = f"**{structure}** — error: {by_error}; {metric}: {by_metric}"
     others = [m for m in present if m != "admm"]
     if "admm" in present and others:
         best = min(others, key=error.get)
         text += f"; ADMM's error is {error['admm'] / error[best]:.2f}× {best}'s"
+        if lower and "sparsegpt" in present:
+            dense = _mean(rows, "dense")
+            rise = {m: value[m] - dense for m in ("admm", "sparsegpt")}
+            if rise["sparsegpt"] > 0:
+                text += (
+                    f"; ADMM's perplexity increase over dense ({dense:.1f}) is "
+                    f"{rise['admm'] / rise['sparsegpt']:.2f}× SparseGPT's ({rise['admm']:+.1f} vs "
+                    f"{rise['sparsegpt']:+.1f})"
+                )
     return text
 
 
 def plot(rows: list[dict], study: OneShotStudy, path: Path) -> None:
-    """Accuracy and mean reconstruction error per structure, one bar per method."""
-    structures = [s for s in study.structures if any(r["structure"] == s for r in rows)]
+    """The metric and the mean reconstruction error per structure, one bar per method."""
+    metric = _metric(rows)
+    structures = [s for s in study.chosen_structures if any(r["structure"] == s for r in rows)]
     width = 0.8 / len(study.methods)
+    scale = 100 if metric == "accuracy" else 1
     with harness.figure(path, ncols=2, figsize=(11, 3.8)) as (_, axes):
         for i, m in enumerate(study.methods):
             x = np.arange(len(structures)) + i * width
-            for ax, key, scale in ((axes[0], "accuracy", 100), (axes[1], "error", 1)):
+            for ax, key, factor in ((axes[0], metric, scale), (axes[1], "error", 1)):
                 values = [
-                    scale * _mean(_of(rows, s, m), key) if _of(rows, s, m) else np.nan for s in structures
+                    factor * _mean(_of(rows, s, m), key) if _of(rows, s, m) else np.nan for s in structures
                 ]
                 ax.bar(x, values, width, label=m)
-        dense = 100 * _mean(rows, "dense")
+        dense = scale * _mean(rows, "dense")
         axes[0].axhline(dense, color="k", lw=1, ls="--", label=f"dense {dense:.1f}")
-        axes[0].set(ylabel="test accuracy (%)", title="accuracy without retraining")
+        if metric == "accuracy":
+            axes[0].set(ylabel="test accuracy (%)", title="accuracy without retraining", ylim=(0, 100))
+        else:
+            axes[0].set(
+                ylabel="test perplexity (log scale)", title="perplexity without retraining", yscale="log"
+            )
         axes[1].set(ylabel="||X(W − Ŵ)|| / ||XW|| (mean)", title="layer reconstruction error")
         for ax in axes:
             ax.set_xticks(np.arange(len(structures)) + 0.4 - width / 2, structures)
-        axes[0].set_ylim(0, 100)
         axes[0].legend(fontsize=7, ncol=5, loc="upper center")
 
 
 def report(rows: list[dict], study: OneShotStudy, out: Path) -> str:
     """Write ``report.md`` and ``oneshot.png``; return the Markdown."""
-    structures = [s for s in study.structures if any(r["structure"] == s for r in rows)]
+    metric = _metric(rows)
+    structures = [s for s in study.chosen_structures if any(r["structure"] == s for r in rows)]
     plot(rows, study, out / "oneshot.png")
+    model = {"bert": "MiniLM", "smollm2": "SmolLM2-135M"}[study.problem]
+    examples = "sentences" if study.problem == "bert" else "windows of tokens"
+    dense = _mean(rows, "dense")
     lines = [
-        f"# One-shot pruning of MiniLM: bert/{study.size}",
+        f"# One-shot pruning of {model}: {study.problem}/{study.size}",
         "",
         (__doc__ or "").strip(),
         "",
-        f"Dense accuracy {100 * _mean(rows, 'dense'):.1f} %; {rows[0]['calibration']} calibration "
-        f"sentences per draw, draws {list(study.seeds)}; polarity fragment {study.fragment}; process "
-        f"peak RSS {max(r['peak_rss_mb'] for r in rows):.0f} MB.",
+        f"Dense {metric} {100 * dense if metric == 'accuracy' else dense:.1f}; {rows[0]['calibration']} "
+        f"calibration {examples} per draw, draws {list(study.seeds)}; polarity fragment "
+        f"{study.fragment}; process peak RSS {max(r['peak_rss_mb'] for r in rows):.0f} MB.",
         "",
     ]
     for s in structures:
         lines += [f"## {s}", "", table(rows, study, s), ""]
     lines += ["## Conclusion", "", *(f"* {conclusion(rows, study, s)}" for s in structures), ""]
-    lines += ["![accuracy and reconstruction error](oneshot.png)", ""]
+    lines += [f"![{metric} and reconstruction error](oneshot.png)", ""]
     text = "\n".join(lines)
     (out / "report.md").write_text(text)
     return text

@@ -69,7 +69,8 @@ STUDIES = {
     ),
     "oneshot": Study(
         configs.OneShotStudy,
-        "post-training MiniLM pruning: magnitude, Wanda, SparseGPT, ADMM, no retraining (~45 min)",
+        "post-training pruning of MiniLM (~45 min) or SmolLM2-135M (--problem smollm2, ~1 h): "
+        "magnitude, Wanda, SparseGPT, ADMM, no retraining",
         "oneshot",
         resume=True,
     ),
@@ -167,7 +168,8 @@ def _argument(field: dataclasses.Field, hint, default) -> dict:
         return {**keywords, "action": argparse.BooleanOptionalAction if default else "store_true"}
     if origin in (typing.Union, types.UnionType):  # an optional setting: X | None
         (hint,) = (a for a in args if a is not type(None))
-    elif origin is tuple:
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
         if typing.get_origin(args[0]) is tuple:
             item = field.metadata.get("item", "key:value")
             return {**keywords, "type": _pairs(typing.get_args(args[0]), item), "metavar": f"{item},..."}

