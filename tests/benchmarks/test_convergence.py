@@ -131,7 +131,7 @@ def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
         (["bench", "--sparsity", "0.9,1.2"], "sparsities must lie in (0, 1)"),
         (
             ["bench", "--problem", "vgg"],
-            "valid: ['bcnn', 'bert', 'pointpillars_lite', 'quantum', 'resnet', 'yolo_tiny']",
+            "valid: ['bcnn', 'bert', 'pointpillars_lite', 'quantum', 'resnet', 'smollm2', 'yolo_tiny']",
         ),
         (["bench", "convergence", "--size", "huge"], "valid: ['test'"),
         (["bench", "--seeds", "a"], "comma-separated integers"),
