@@ -4,10 +4,11 @@ interceptors on ``nn.Dense`` and ``nn.Conv`` (a conv's rows are its im2col patch
 * The whole loss: one jitted (params, state, batch) -> {kernel path: (XᵀX, rows)} over every
   wanted layer. It works for any model, but calibrating block i runs blocks 0..i again.
 * A chain of blocks: most networks call their blocks in a chain — block i+1 takes block i's
-  output (or its first element) as its first argument and otherwise the very same arguments (positions, a mask, a train
-  flag). ``probe`` traces the loss once and checks exactly that; then only the first block's
-  inputs come from the loss, and each block runs alone (its own Flax module, unbound, on its own
-  variables) on stored inputs: two block forwards per block instead of a growing prefix.
+  output (or its first element) as its first argument and otherwise the very same arguments
+  (positions, a mask, a train flag). ``probe`` traces the loss once and checks exactly that;
+  then only the first block's inputs come from the loss, and each block runs alone (its own Flax
+  module, unbound, on its own variables) on stored inputs: two block forwards per block instead
+  of a growing prefix.
 """
 
 from __future__ import annotations
