@@ -18,6 +18,7 @@ output rows, each leaf choosing its own).
 from __future__ import annotations
 
 import resource
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -89,6 +90,7 @@ def one_run(
     spec = structure_spec(problem, structure, study.fragment)
     batches = calibration_batches(problem, study.examples, seed)
     key = run_key(structure, method, seed)
+    blocks = out / "blocks" / key  # per-block checkpoints, kept only while the run is unfinished
     start = time.perf_counter()
     pruned, records = oneshot.prune_model(
         problem,
@@ -97,7 +99,7 @@ def one_run(
         spec,
         batches,
         method=method,
-        run_dir=out / "blocks" / key,
+        run_dir=blocks,
         resume=resume,
         quiet=quiet,
     )
@@ -119,6 +121,7 @@ def one_run(
     }
     if dense_pooled is not None:
         row["cosine"] = float(np.mean(np.sum(_pooled(problem, pruned, state) * dense_pooled, axis=-1)))
+    shutil.rmtree(blocks)  # the pruned model is measured: its row is what the run leaves
     return row
 
 

@@ -22,7 +22,7 @@ import optax
 
 from prunax.constraints import Block, spec
 
-from .._batching import select
+from .._batching import padded_map, select
 from .._factory import assemble, size_entry
 from .._protocol import Recipe, check_batch
 from ..bert import rotten_tomatoes
@@ -96,13 +96,10 @@ def problem(size: str = "default", seed: int = 0):
     def evaluate(params, state, split: str = "test"):
         del state
         ids = select("smollm2", splits, split)["ids"]
-        total = 0.0
-        for start in range(0, len(ids), EVAL_BATCH):
-            chunk = ids[start : start + EVAL_BATCH]
-            padded = np.concatenate([chunk, np.repeat(chunk[:1], EVAL_BATCH - len(chunk), 0)])
-            weights = np.arange(EVAL_BATCH) < len(chunk)
-            total += float(_weighted_nll(model, params, padded, weights))
-        nll = total / (len(ids) * (length - 1))
+        nll = float(
+            np.sum(padded_map(lambda b: _window_nll(model, params, b["ids"]), {"ids": ids}, EVAL_BATCH))
+        )
+        nll /= len(ids) * (length - 1)
         return {"perplexity": float(np.exp(nll)), "nll": nll}
 
     settings = {"seed": seed, "length": length, "real": real, "train": n_train, "test": n_test}
@@ -120,10 +117,9 @@ def problem(size: str = "default", seed: int = 0):
 
 
 @partial(jax.jit, static_argnums=0)
-def _weighted_nll(model, params, ids, weights):
-    """Σ of the next-token NLLs of the windows with weight True (a fixed batch: one compile)."""
-    nll = _cross_entropy(model.apply({"params": params}, ids), ids)
-    return jnp.sum(jnp.where(weights[:, None], nll, 0.0))
+def _window_nll(model, params, ids):
+    """Σ of each window's next-token NLLs, (B,)."""
+    return jnp.sum(_cross_entropy(model.apply({"params": params}, ids), ids), axis=-1)
 
 
 def _recipe() -> Recipe:

@@ -73,7 +73,7 @@ def small():
     return problem, params, state
 
 
-def test_test_size_is_a_tiny_llama_over_disjoint_text(small):
+def test_test_size_is_a_tiny_llama_whose_perplexity_covers_every_window(small):
     problem, params, state = small
     batch = next(problem.batches("train", jax.random.key(1), 4))
     assert batch["ids"].shape == (4, 32)

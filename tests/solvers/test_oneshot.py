@@ -195,14 +195,19 @@ def test_every_method_is_feasible_for_every_family_on_a_conv_kernel(constraint):
     assert errors["admm"] <= errors["magnitude"], errors
 
 
-@pytest.fixture(scope="module")
-def bert():
+def _test_size_with_batches(name: str):
+    """(problem, params, state, two calibration batches of 16) of problem ``name`` at its test size."""
     from prunax import problems
 
-    problem = problems.get("bert", "test")
+    problem = problems.get(name, "test")
     params, state = problem.init(jax.random.key(0))
     batches = [b for _, b in zip(range(2), problem.batches("train", jax.random.key(1), 16))]
     return problem, params, state, batches
+
+
+@pytest.fixture(scope="module")
+def bert():
+    return _test_size_with_batches("bert")
 
 
 def test_prune_model_calibrates_each_block_on_the_pruned_blocks_before_it(bert):
@@ -268,12 +273,7 @@ def test_conv_patches_times_the_kernel_matrix_is_flax_s_convolution(kernel_size,
 
 @pytest.fixture(scope="module")
 def resnet():
-    from prunax import problems
-
-    problem = problems.get("resnet", "test")
-    params, state = problem.init(jax.random.key(0))
-    batches = [b for _, b in zip(range(2), problem.batches("train", jax.random.key(1), 16))]
-    return problem, params, state, batches
+    return _test_size_with_batches("resnet")
 
 
 def test_prune_model_calibrates_convs_on_their_im2col_inputs(resnet):
