@@ -23,6 +23,7 @@ def test_allocation_study_end_to_end(tmp_path, monkeypatch):
     assert "stage1_block1/conv1/kernel" in table and all(
         len(t) == len(allocation_study.LATENCY_SPARSITIES) for t in table.values()
     )
+    assert all(later <= earlier for t in table.values() for earlier, later in zip(t, t[1:]))
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [r["key"] for r in rows] == ["uniform", "allocated"]
     text = (out / "report.md").read_text()
@@ -58,6 +59,17 @@ def test_resuming_with_another_allocation_is_refused(tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit):
         main([*argv, "--repeats", "1", "--out", str(out), "--resume"])
     assert "another allocation" in capsys.readouterr().err
+
+
+def test_timings_that_make_pruning_buy_nothing_are_one_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PRUNAX_CACHE", str(tmp_path / "cache"))
+    flat = lambda problem, params, state, **_: {  # noqa: E731
+        path: [1e-3] * len(allocation_study.LATENCY_SPARSITIES) for path in problem.prunable_leaves(params)
+    }
+    monkeypatch.setattr(allocation_study, "latency_table", flat)
+    with pytest.raises(SystemExit):
+        main(["bench", "allocation", "--size", "test", "--out", str(tmp_path / "study")])
+    assert "the allocation prunes nothing" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("setting, value, rule", [("lr", -0.01, "> 0"), ("seed", -1, ">= 0")])
