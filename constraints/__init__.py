@@ -5,6 +5,7 @@ from ._base import Constraint, Groups
 from ._block import Block
 from ._column_sign import ColumnSign
 from ._counting import kept_count
+from ._coupled import Coupled, coupled
 from ._global_budget import GlobalBudget, global_
 from ._intersect import Intersect
 from ._nm import NM
@@ -20,6 +21,7 @@ __all__ = [
     "Block",
     "ColumnSign",
     "Constraint",
+    "Coupled",
     "GlobalBudget",
     "Groups",
     "Intersect",
@@ -27,6 +29,7 @@ __all__ = [
     "Spec",
     "Unstructured",
     "apply_masks",
+    "coupled",
     "global_",
     "kept_count",
     "leaves_with_paths",

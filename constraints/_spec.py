@@ -13,7 +13,9 @@ spec.project(params); spec.mask(params); spec.is_feasible(params); print(spec.de
 Paths are slash-joined keys (``"block1/conv2/kernel"``), matched with ``re.search``; the first
 matching rule wins; leaves no rule matches are unconstrained. A rule that claims no leaf is an
 error that lists nearby paths. A ``global_`` budget ranks all its leaves together (one threshold
-across layers), optionally normalising each leaf's scores first.
+across layers), optionally normalising each leaf's scores first. A ``coupled`` rule keeps or
+removes channels that span slices of several named leaves (a filter, its BatchNorm and the next
+layer's input slice) together.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import Constraint
+from ._coupled import Coupled
 from ._global_budget import GlobalBudget
 from ._paths import leaves_with_paths, nearby
 
@@ -39,12 +42,13 @@ class Spec:
     def __post_init__(self):
         rules = []
         for i, rule in enumerate(self.rules):
-            if isinstance(rule, GlobalBudget):
+            if isinstance(rule, GlobalBudget | Coupled):
                 rules.append(rule)
                 continue
             if not (isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str)):
                 raise ValueError(
-                    f"spec rule {i}: expected (regex, constraint or None) or global_(...), got {rule!r}"
+                    f"spec rule {i}: expected (regex, constraint or None), global_(...) or coupled(...), "
+                    f"got {rule!r}"
                 )
             pattern, constraint = rule
             if constraint is not None and not isinstance(constraint, Constraint):
@@ -58,7 +62,7 @@ class Spec:
 
     # -- assignment ---------------------------------------------------------------------------
     def _pattern(self, rule) -> str:
-        return rule.include if isinstance(rule, GlobalBudget) else rule[0]
+        return rule.include if isinstance(rule, GlobalBudget | Coupled) else rule[0]
 
     def assign(self, params) -> tuple[list[str], list, list, object]:
         """(paths, leaves, rule index or None per leaf, treedef), after checking every rule and leaf."""
@@ -69,6 +73,9 @@ class Spec:
                 next((i for i, r in enumerate(self.rules) if re.search(self._pattern(r), path)), None)
             )
         for i, rule in enumerate(self.rules):
+            if isinstance(rule, Coupled):
+                self._check_coupled(i, rule, paths, leaves, owner)
+        for i, rule in enumerate(self.rules):
             if i in owner:
                 continue
             pattern = self._pattern(rule)
@@ -78,21 +85,52 @@ class Spec:
                 f"spec rule {i} ({pattern!r}) claims no leaf: {why}; nearby paths: {nearby(pattern, paths)}"
             )
         for path, leaf, i in zip(paths, leaves, owner):
-            constraint = self._constraint(i)
-            if constraint is not None:
+            constraint = self._constraint(i, path, np.shape(leaf))
+            if constraint is not None and not isinstance(self.rules[i], Coupled):
                 constraint.check(np.shape(leaf), jnp.result_type(leaf), path)
         return paths, leaves, owner, treedef
 
-    def _constraint(self, rule_index) -> Constraint | None:
+    def _check_coupled(self, i: int, rule: Coupled, paths, leaves, owner) -> None:
+        """Every member path is a leaf this rule owns; then the rule's own shape checks."""
+        at = {p: j for j, p in enumerate(paths)}
+        for path in rule.paths:
+            group = rule.couplings[rule.group_of(path)][0]
+            if path not in at:
+                raise ValueError(
+                    f"spec rule {i} (coupled group {group!r}): member {path!r} is not a leaf of the "
+                    f"params; nearby paths: {nearby(path, paths)}"
+                )
+            if owner[at[path]] != i:
+                raise ValueError(
+                    f"spec rule {i} (coupled group {group!r}): member {path!r} is taken by the earlier "
+                    f"rule {owner[at[path]]} ({self._pattern(self.rules[owner[at[path]]])!r})"
+                )
+        rule.check({p: leaves[at[p]] for p in rule.paths})
+
+    def _constraint(self, rule_index, path: str, shape) -> Constraint | None:
         if rule_index is None:
             return None
         rule = self.rules[rule_index]
+        if isinstance(rule, Coupled):
+            return rule.member(path, shape)
         return rule.constraint if isinstance(rule, GlobalBudget) else rule[1]
 
     def constraints(self, params):
-        """Pytree mirroring ``params``: the constraint of each leaf (a global budget's inner one), or None."""
-        _, _, owner, treedef = self.assign(params)
-        return jax.tree_util.tree_unflatten(treedef, [self._constraint(i) for i in owner])
+        """Pytree mirroring ``params``: the constraint of each leaf (a global budget's inner one; for
+        a coupled member, ``Block((1,), s, axes=(axis,))``: its slices at the rule's sparsity), or None."""
+        paths, leaves, owner, treedef = self.assign(params)
+        return jax.tree_util.tree_unflatten(
+            treedef, [self._constraint(i, p, np.shape(w)) for p, w, i in zip(paths, leaves, owner)]
+        )
+
+    def couplings(self, params) -> list:
+        """Per leaf (in leaf order): ``(rule index, coupling index)`` for a coupled member, else None
+        (the solvers that combine group norms across leaves read this)."""
+        paths, _, owner, _ = self.assign(params)
+        return [
+            (i, self.rules[i].group_of(p)) if i is not None and isinstance(self.rules[i], Coupled) else None
+            for p, i in zip(paths, owner)
+        ]
 
     # -- the algebra over the tree ------------------------------------------------------------
     def mask(self, params, scale=None):
@@ -105,6 +143,10 @@ class Spec:
             if isinstance(rule, GlobalBudget):
                 for j, m in zip(mine, rule.masks([jnp.asarray(leaves[j]) for j in mine], scale)):
                     masks[j] = m
+            elif isinstance(rule, Coupled):
+                found = rule.masks({paths[j]: leaves[j] for j in mine}, scale)
+                for j in mine:
+                    masks[j] = found[paths[j]]
             elif rule[1] is not None:
                 for j in mine:
                     masks[j] = rule[1].mask(leaves[j], paths[j], scale)
@@ -123,6 +165,8 @@ class Spec:
             mine = [j for j, o in enumerate(owner) if o == i]
             if isinstance(rule, GlobalBudget):
                 out[rule.include] = rule.is_feasible([jnp.asarray(leaves[j]) for j in mine])
+            elif isinstance(rule, Coupled):
+                out[rule.include] = rule.is_feasible({paths[j]: leaves[j] for j in mine})
             elif rule[1] is not None:
                 ok = jnp.asarray(True)
                 for j in mine:
@@ -140,8 +184,8 @@ class Spec:
         """Pytree mirroring ``params``: each leaf's ``Groups`` (from its constraint) or None."""
         paths, leaves, owner, treedef = self.assign(params)
         out = []
-        for leaf, i in zip(leaves, owner):
-            constraint = self._constraint(i)
+        for path, leaf, i in zip(paths, leaves, owner):
+            constraint = self._constraint(i, path, np.shape(leaf))
             out.append(None if constraint is None else constraint.groups(np.shape(leaf)))
         return jax.tree_util.tree_unflatten(treedef, out)
 
@@ -152,12 +196,15 @@ class Spec:
         rows = [("path", "shape", "dtype", "constraint", "kept")]
         for path, leaf, i, m in zip(paths, leaves, owner, masks):
             rule = None if i is None else self.rules[i]
-            if rule is None or (not isinstance(rule, GlobalBudget) and rule[1] is None):
+            if rule is None or (not isinstance(rule, GlobalBudget | Coupled) and rule[1] is None):
                 what = "unconstrained"
             elif isinstance(rule, GlobalBudget):
                 what = f"global {rule.constraint!r}" + (
                     f" normalize={rule.normalize}" if rule.normalize else ""
                 )
+            elif isinstance(rule, Coupled):
+                group = rule.couplings[rule.group_of(path)][0]
+                what = f"{rule.describe()} group {group} axis {rule.axis_of(path)}"
             else:
                 what = repr(rule[1])
             size = int(np.size(leaf))
@@ -177,5 +224,6 @@ def apply_masks(params, masks):
 
 
 def spec(rules) -> Spec:
-    """Build a ``Spec`` from a list of ``(regex, constraint or None)`` rules and ``global_`` budgets."""
+    """Build a ``Spec`` from a list of ``(regex, constraint or None)`` rules, ``global_`` budgets and
+    ``coupled`` rules."""
     return Spec(tuple(rules))
