@@ -5,7 +5,7 @@ from ._base import Constraint, Groups
 from ._block import Block
 from ._column_sign import ColumnSign
 from ._counting import kept_count
-from ._coupled import Coupled, coupled
+from ._coupled import Coupled, coupled, nonzero_slices
 from ._global_budget import GlobalBudget, global_
 from ._intersect import Intersect
 from ._nm import NM
@@ -34,6 +34,7 @@ __all__ = [
     "kept_count",
     "leaves_with_paths",
     "mine_patterns",
+    "nonzero_slices",
     "path_str",
     "spec",
     "top_k_mask",

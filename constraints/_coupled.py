@@ -3,10 +3,11 @@
 
 A conv filter is more than its kernel's output slice: its BatchNorm scale and bias and the next
 layer's input slice must go with it, or the model cannot be made smaller. A coupling names those
-slices — ``(path, axis)`` members whose extent along ``axis`` is the same n — and channel j of
-the coupling is slice j of every member. Its energy is the sum of the squared norms of its slices,
-e_j = Σ_m ||take(w_m, j, axis_m)||², so ranking channels by e_j ranks them by the L2 norm of the
-whole coupled group.
+slices — ``(path, axis)`` or ``(path, axis, size)`` members, channel j of a member being its
+slices j·size .. (j+1)·size − 1 along ``axis`` (size > 1: an attention head's d columns), every
+member of a coupling holding the same number n of channels. A channel's energy is the sum of the
+squared norms of its slices, e_j = Σ_m ||w_m[channel j]||², so ranking channels by e_j ranks them
+by the L2 norm of the whole coupled group.
 
 ``Coupled`` is a spec rule over one or more couplings at one sparsity:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -46,9 +48,9 @@ def _fail(where: str, message: str):
 
 @dataclass(frozen=True)
 class Coupled:
-    """Spec rule: ``couplings`` is a tuple of ``(name, ((path, axis), ...))``; every member path is
-    matched exactly (not as a regex) and belongs to one coupling only. See the module docstring
-    for the set and its projection; build with ``constraints.coupled``."""
+    """Spec rule: ``couplings`` is a tuple of ``(name, ((path, axis, size), ...))``; every member
+    path is matched exactly (not as a regex) and belongs to one coupling only. See the module
+    docstring for the set and its projection; build with ``constraints.coupled``."""
 
     couplings: tuple
     sparsity: float
@@ -70,18 +72,22 @@ class Coupled:
         items = self.couplings.items() if isinstance(self.couplings, dict) else self.couplings
         for entry in items:
             if not (isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str)):
-                _fail("rule", f"a coupling is (name, [(path, axis), ...]), got {entry!r}")
+                _fail("rule", f"a coupling is (name, [(path, axis[, size]), ...]), got {entry!r}")
             name, members = entry[0], tuple(tuple(m) for m in entry[1])
             if not members:
                 _fail(f"group {name!r}", "has no members")
+            members = tuple(m if len(m) != 2 else (*m, 1) for m in members)
             for member in members:
                 if not (
-                    len(member) == 2
+                    len(member) == 3
                     and isinstance(member[0], str)
-                    and isinstance(member[1], int | np.integer)
-                    and not isinstance(member[1], bool)
+                    and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in member[1:])
+                    and member[2] > 0
                 ):
-                    _fail(f"group {name!r}", f"a member is (path, axis), got {member!r}")
+                    _fail(
+                        f"group {name!r}",
+                        f"a member is (path, axis) or (path, axis, size > 0), got {member!r}",
+                    )
                 if member[0] in owner:
                     _fail(
                         f"group {name!r}",
@@ -89,7 +95,7 @@ class Coupled:
                         "a leaf belongs to one coupled group",
                     )
                 owner[member[0]] = name
-            couplings.append((name, tuple((p, int(a)) for p, a in members)))
+            couplings.append((name, tuple((p, int(a), int(z)) for p, a, z in members)))
         if not couplings:
             _fail("rule", "needs at least one coupling")
         object.__setattr__(self, "couplings", tuple(couplings))
@@ -101,14 +107,23 @@ class Coupled:
 
     @property
     def paths(self) -> tuple[str, ...]:
-        return tuple(p for _, members in self.couplings for p, _ in members)
+        return tuple(m[0] for _, members in self.couplings for m in members)
+
+    def member_of(self, path: str) -> tuple[str, int, int]:
+        """``(path, axis, size)`` of a member path."""
+        return next(m for _, members in self.couplings for m in members if m[0] == path)
 
     def axis_of(self, path: str) -> int:
-        return next(a for _, members in self.couplings for p, a in members if p == path)
+        return self.member_of(path)[1]
 
     def group_of(self, path: str) -> int:
         """The index of the coupling that ``path`` belongs to."""
-        return next(i for i, (_, members) in enumerate(self.couplings) if path in dict(members))
+        return next(i for i, (_, members) in enumerate(self.couplings) if path in {m[0] for m in members})
+
+    def extent(self, coupling: int, leaves: dict) -> int:
+        """The number of channels of coupling ``coupling``."""
+        path, axis, size = self.couplings[coupling][1][0]
+        return np.shape(leaves[path])[axis] // size
 
     # -- checks ---------------------------------------------------------------------------------
     def check(self, leaves: dict) -> None:
@@ -116,30 +131,36 @@ class Coupled:
         coupling of one extent; ``leaves`` maps every member path to its leaf."""
         for name, members in self.couplings:
             extents = {}
-            for path, axis in members:
+            for path, axis, size in members:
                 leaf = leaves[path]
                 shape, dtype = np.shape(leaf), jnp.result_type(leaf)
                 if not jnp.issubdtype(dtype, jnp.floating):
                     _fail(f"group {name!r}", f"leaf {path!r} {shape} has dtype {dtype.name}, not a float")
                 if not -len(shape) <= axis < len(shape):
                     _fail(f"group {name!r}", f"axis {axis} is out of range for leaf {path!r} {shape}")
-                extents[path] = (shape, shape[axis])
-            if len({n for _, n in extents.values()}) > 1:
-                sizes = ", ".join(f"{p} {s} axis {dict(members)[p]}: {n}" for p, (s, n) in extents.items())
-                _fail(f"group {name!r}", f"its slices disagree in size ({sizes})")
+                if shape[axis] % size:
+                    _fail(
+                        f"group {name!r}",
+                        f"leaf {path!r} {shape} has {shape[axis]} slices along axis {axis}, "
+                        f"not a multiple of its channel size {size}",
+                    )
+                extents[path] = (shape, axis, shape[axis] // size)
+            if len({n for _, _, n in extents.values()}) > 1:
+                sizes = ", ".join(f"{p} {s} axis {a}: {n}" for p, (s, a, n) in extents.items())
+                _fail(f"group {name!r}", f"its slices disagree in size (channels per leaf: {sizes})")
 
     def member(self, path: str, shape) -> Block:
-        """The leaf's own view of the rule: its slices along the coupled axis, at the sparsity
+        """The leaf's own view of the rule: its channels along the coupled axis, at the sparsity
         (what per-leaf consumers — reports, group lasso's groups — see)."""
-        return Block((1,), self.sparsity, axes=(self.axis_of(path) % len(shape),))
+        _, axis, size = self.member_of(path)
+        return Block((size,), self.sparsity, axes=(axis % len(shape),))
 
     def leaf_groups(self, path: str, shape) -> Groups:
-        """Group j = the leaf's slice j along the coupled axis (channel j of its coupling)."""
-        axis = self.axis_of(path) % len(shape)
-        ids = np.broadcast_to(
-            np.arange(shape[axis]).reshape([-1 if a == axis else 1 for a in range(len(shape))]), shape
-        )
-        return Groups(np.ascontiguousarray(ids), int(shape[axis]))
+        """Group j = the leaf's channel j along the coupled axis (channel j of its coupling)."""
+        _, axis, size = self.member_of(path)
+        axis = axis % len(shape)
+        ids = np.arange(shape[axis]).reshape([-1 if a == axis else 1 for a in range(len(shape))]) // size
+        return Groups(np.ascontiguousarray(np.broadcast_to(ids, shape)), int(shape[axis] // size))
 
     # -- the set and its projection ----------------------------------------------------------------
     def energies(self, leaves: dict) -> list:
@@ -147,11 +168,9 @@ class Coupled:
         out = []
         for _, members in self.couplings:
             total = 0.0
-            for path, axis in members:
+            for path, axis, size in members:
                 w = jnp.asarray(leaves[path])
-                axis = axis % w.ndim
-                rest = tuple(a for a in range(w.ndim) if a != axis)
-                total = total + jnp.sum(jnp.square(w.astype(energy_dtype(w.dtype))), axis=rest)
+                total = total + _per_channel(jnp.square(w.astype(energy_dtype(w.dtype))), axis, size, jnp.sum)
             out.append(jnp.asarray(total, jnp.float32))
         return out
 
@@ -159,7 +178,7 @@ class Coupled:
         """Kept channels -> kept chunks of ``round_to`` (traced or not)."""
         return (count + self.round_to - 1) // self.round_to
 
-    def _kept_channels(self, n: int, scale=None):
+    def kept_channels(self, n: int, scale=None):
         """One coupling's own budget: k_c rounded up to whole chunks, at most n (an int, or a
         traced int32 under ``scale``)."""
         chunked = self._chunks(kept_count(n, self.sparsity, scale)) * self.round_to
@@ -169,7 +188,7 @@ class Coupled:
         """Per coupling, the (n,) bool mask of its kept channels."""
         energies = self.energies(leaves)
         if not self.shared:
-            return [top_k_mask(e, self._kept_channels(e.shape[0], scale)) for e in energies]
+            return [top_k_mask(e, self.kept_channels(e.shape[0], scale)) for e in energies]
         if self.normalize is not None:
             energies = [self._normalized(e) for e in energies]
         total = sum(e.shape[0] for e in energies)
@@ -202,11 +221,11 @@ class Coupled:
         """{member path: bool mask of its shape}: every slice of a kept channel, nothing else."""
         out = {}
         for (_, members), keep in zip(self.couplings, self.channel_masks(leaves, scale)):
-            for path, axis in members:
+            for path, axis, size in members:
                 shape = np.shape(leaves[path])
                 axis = axis % len(shape)
                 out[path] = jnp.broadcast_to(
-                    keep.reshape([-1 if a == axis else 1 for a in range(len(shape))]), shape
+                    jnp.repeat(keep, size).reshape([-1 if a == axis else 1 for a in range(len(shape))]), shape
                 )
         return out
 
@@ -215,21 +234,19 @@ class Coupled:
         out = []
         for _, members in self.couplings:
             alive = False
-            for path, axis in members:
-                w = jnp.asarray(leaves[path])
-                axis = axis % w.ndim
-                alive = alive | jnp.any(nonzero(w), axis=tuple(a for a in range(w.ndim) if a != axis))
+            for path, axis, size in members:
+                alive = alive | nonzero_slices(leaves[path], axis, size)
             out.append(jnp.sum(alive, dtype=jnp.int32))
         return out
 
     def is_feasible(self, leaves: dict):
         used = self.used(leaves)
-        extents = [np.shape(leaves[members[0][0]])[members[0][1]] for _, members in self.couplings]
+        extents = [self.extent(c, leaves) for c in range(len(self.couplings))]
         if self.shared:
             return sum(self._chunks(u) for u in used) <= self._chunks(kept_count(sum(extents), self.sparsity))
         ok = jnp.asarray(True)
         for u, n in zip(used, extents):
-            ok = ok & (u <= self._kept_channels(n))
+            ok = ok & (u <= self.kept_channels(n))
         return ok
 
     def describe(self) -> str:
@@ -238,7 +255,19 @@ class Coupled:
         return f"coupled({self.sparsity:g}{''.join(', ' + o for o in options)})"
 
 
+def _per_channel(x, axis: int, size: int, reduce):
+    """``reduce`` over each channel (``size`` consecutive slices along ``axis``): shape (n,)."""
+    x = jnp.moveaxis(x, axis % x.ndim, 0)
+    return reduce(x.reshape(x.shape[0] // size, -1), axis=1)
+
+
+def nonzero_slices(w, axis: int, size: int = 1) -> jax.Array:
+    """(channels,) bool: which channels (``size`` slices along ``axis``) hold a nonzero
+    (denormals and NaN count)."""
+    return _per_channel(nonzero(jnp.asarray(w)), axis, size, jnp.any)
+
+
 def coupled(sparsity: float, couplings, round_to: int = 1, shared: bool = False, normalize=None) -> Coupled:
     """A spec rule keeping or removing whole coupled channels (see ``Coupled``). ``couplings``:
-    ``{name: [(path, axis), ...]}`` or a sequence of ``(name, members)``."""
+    ``{name: [(path, axis) or (path, axis, size), ...]}`` or a sequence of ``(name, members)``."""
     return Coupled(couplings, sparsity, round_to, shared, normalize)

@@ -10,6 +10,7 @@ or ``problems.classifier(name, model, train=(x, y), test=(x, y))`` for your own 
 from . import bcnn, bert, detection, pointpillars_lite, quantum, resnet, yolo_tiny
 from ._assets import MissingAsset
 from ._classifier import classifier
+from ._compaction import Compacted, compact
 from ._protocol import Problem, Recipe
 from ._recalibration import register_statistics
 from ._recipes import adam_recipe
@@ -17,6 +18,7 @@ from ._registry import REGISTRY, get, names, sizes
 
 __all__ = [
     "REGISTRY",
+    "Compacted",
     "MissingAsset",
     "Problem",
     "Recipe",
@@ -24,6 +26,7 @@ __all__ = [
     "bcnn",
     "bert",
     "classifier",
+    "compact",
     "detection",
     "get",
     "names",

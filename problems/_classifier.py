@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from ._batching import padded_map, select
+from ._compaction import Compacted
 from ._factory import assemble
 from ._protocol import Problem, Recipe, check_batch, data_digest
 from ._recalibration import recalibration
@@ -37,6 +38,8 @@ def classifier(
     metrics: Callable[[dict], dict] | None = None,
     size: str = "custom",
     config: dict | None = None,
+    coupled: dict | None = None,
+    compaction: Callable | None = None,
 ) -> Problem:
     """The Problem of classifying ``train`` and ``test``, each ``(x, y)``: x float (N, ...), y
     integer labels (N,) in [0, C), with ``model(x)`` returning (N, C) logits.
@@ -49,7 +52,10 @@ def classifier(
     smaller). ``groups``: {structure: sparsity -> Spec}. ``metrics(params)``: extra entries of
     ``evaluate`` (e.g. operation counts) besides "accuracy" and "loss" (mean negative
     log-likelihood). ``config`` keys the pretrained cache; by default the model's repr and a
-    digest of the training data.
+    digest of the training data. ``coupled``: {structure: (sparsity, round_to, shared) -> Spec}
+    (``Problem.coupled``); ``compaction(params, state) -> (params, state, smaller model, widths)``
+    removes the all-zero coupled channels, and the Problem's ``compact`` wraps it (the smaller
+    model as a classifier of the same data, its config the widths added to this one's).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"{name}: model must be a flax.linen Module, got {type(model).__name__}")
@@ -66,6 +72,26 @@ def classifier(
     if config is None:
         config = {"model": repr(model), "data": data_digest(splits["train"])}
     closures = _closures(name, model, splits, mode, metrics)
+    closures, forward = closures[:3], closures[3]
+
+    def compact(params, state):
+        smaller_params, smaller_state, smaller_model, widths = compaction(params, state)
+        smaller = classifier(
+            name,
+            smaller_model,
+            train,
+            test,
+            prunable=prunable,
+            recipe=recipe,
+            groups=groups,
+            metrics=metrics,
+            size=size,
+            config={**config, **widths},
+            coupled=coupled,
+            compaction=compaction,
+        )
+        return Compacted(smaller_params, smaller_state, widths, smaller)
+
     return assemble(
         name,
         size,
@@ -77,6 +103,9 @@ def classifier(
         recipe=recipe,
         groups=groups or {},
         recalibrate=recalibration(name, _training_forward(model, mode), closures[0], splits["train"]),
+        coupled=coupled or {},
+        forward=forward,
+        compact=None if compaction is None else compact,
     )
 
 
@@ -138,7 +167,7 @@ def _training_forward(model: nn.Module, mode: Callable) -> Callable:
 
 
 def _closures(name: str, model: nn.Module, splits: dict, mode: Callable, metrics: Callable | None):
-    """``(init, loss, evaluate)`` of the softmax classifier over ``splits``."""
+    """``(init, loss, evaluate, forward)`` of the softmax classifier over ``splits``."""
     expected = {"x": ((None, *splits["train"]["x"].shape[1:]), "f"), "y": ((None,), "i")}
 
     def init(key):
@@ -158,9 +187,12 @@ def _closures(name: str, model: nn.Module, splits: dict, mode: Callable, metrics
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
         return value, ({"batch_stats": updated.get("batch_stats", {})}, {"accuracy": accuracy})
 
+    def forward(params, state, batch):
+        return model.apply({"params": params, **state}, batch["x"], **mode(False))
+
     @jax.jit
     def _predict(params, state, x):
-        return model.apply({"params": params, **state}, x, **mode(False))
+        return forward(params, state, {"x": x})
 
     def evaluate(params, state, split: str = "test"):
         arrays = select(name, splits, split)
@@ -175,4 +207,4 @@ def _closures(name: str, model: nn.Module, splits: dict, mode: Callable, metrics
             **(metrics(params) if metrics else {}),
         }
 
-    return init, loss, evaluate
+    return init, loss, evaluate, forward

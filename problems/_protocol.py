@@ -72,6 +72,12 @@ class Problem:
     * ``recipe`` (``Recipe``): the dense training of ``solvers.fit``/``pretrained`` and the
       default retraining optimizer of ``solvers.prune``.
     * ``groups`` ({structure: sparsity -> Spec}): the model's natural structures ("filter", ...).
+    * ``coupled`` ({structure: (sparsity, round_to=1, shared=False) -> Spec}): structures whose
+      channels span several leaves (``constraints.coupled``) and can be removed from the model.
+    * ``forward(params, state, batch) -> outputs``: the inference pass (logits), jit-able; what a
+      compacted model must reproduce and what latency is measured on. None if not offered.
+    * ``compact(params, state) -> Compacted`` (None without ``coupled``): the smaller dense model
+      with every ``coupled`` channel whose slices are all zero removed (``problems.compact``).
     * ``layers``, ``features``: distillation hooks (``solvers.progressive_distillation``): the
       top-level subtrees of params that are swappable layers, and ``features(params, state,
       batch) -> {"hidden": tuple of (B, L, H), "attentions": tuple of (B, heads, L, L),
@@ -103,6 +109,9 @@ class Problem:
     train_size: int
     recipe: Recipe
     groups: dict[str, Callable[[float], Spec]] = field(default_factory=dict)
+    coupled: dict[str, Callable[..., Spec]] = field(default_factory=dict)
+    forward: Callable | None = None
+    compact: Callable | None = None
     layers: tuple[str, ...] = ()
     features: Callable | None = None
     recalibrate: Callable | None = None
@@ -119,6 +128,9 @@ class Problem:
             ("layers", isinstance(self.layers, tuple), "a tuple of top-level parameter names"),
             ("features", self.features is None or callable(self.features), "None or callable"),
             ("recalibrate", self.recalibrate is None or callable(self.recalibrate), "None or callable"),
+            ("forward", self.forward is None or callable(self.forward), "None or callable"),
+            ("compact", self.compact is None or callable(self.compact), "None or callable"),
+            ("coupled", isinstance(self.coupled, dict), "a dict {structure: factory}"),
         ]
         checks += [(name, callable(getattr(self, name)), "callable") for name in _CLOSURES]
         for name, ok, expected in checks:

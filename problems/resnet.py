@@ -5,6 +5,10 @@ CIFAR ResNet-(6n+2): a 3×3 stem conv, 3 stages of n BasicBlocks (widths 16/32/6
 1/2/2), global average pooling, a Dense head; a 1×1 projection shortcut where the shape changes.
 ResNet-18-mini: 4 stages × 2 BasicBlocks, widths 16/32/64/128. Pruned by default: every conv of
 the blocks (the stem conv and the head stay dense, as in the seed papers).
+
+Coupled structure ``inner``: each block's inner channels — conv1's output filter, bn1's scale,
+bias and running statistics, conv2's input slice — removed together by ``compact`` (a block's
+``inner`` width). The channels a residual add joins (a stage's width) stay whole.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import optax
 
 from . import _images as images
 from ._classifier import classifier
+from ._compaction import coupled_structure, kept_channels, take_channels
 from ._factory import size_entry
 from ._groups import conv_groups
 from ._protocol import Problem, Recipe
@@ -36,10 +41,12 @@ _BN = partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 class BasicBlock(nn.Module):
     features: int
     strides: int
+    inner: int | None = None  # conv1's filters (None: ``features``)
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.Conv(self.features, (3, 3), self.strides, padding="SAME", use_bias=False, name="conv1")(x)
+        inner = self.features if self.inner is None else self.inner
+        y = nn.Conv(inner, (3, 3), self.strides, padding="SAME", use_bias=False, name="conv1")(x)
         y = nn.relu(_BN(use_running_average=not train, name="bn1")(y))
         y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, name="conv2")(y)
         y = _BN(use_running_average=not train, name="bn2")(y)
@@ -53,21 +60,64 @@ class ResNet(nn.Module):
     blocks: tuple[int, ...]
     widths: tuple[int, ...]
     classes: int = 10
+    inner: tuple[int, ...] | None = None  # per block (in order), conv1's filters; None: the stage width
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = nn.Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False, name="stem")(x)
         x = nn.relu(_BN(use_running_average=not train, name="stem_bn")(x))
+        inner = iter(self.inner or [None] * sum(self.blocks))
         for i, (count, width) in enumerate(zip(self.blocks, self.widths)):
             for j in range(count):
                 strides = 2 if i > 0 and j == 0 else 1
-                x = BasicBlock(width, strides, name=f"stage{i + 1}_block{j + 1}")(x, train)
+                x = BasicBlock(width, strides, next(inner), name=f"stage{i + 1}_block{j + 1}")(x, train)
         return nn.Dense(self.classes, name="head")(jnp.mean(x, axis=(1, 2)))
 
 
 def model_of(problem: Problem) -> ResNet:
     """The Flax module of a ``resnet`` problem (for tools that need its layers, e.g. conv inputs)."""
-    return ResNet(tuple(problem.config["blocks"]), tuple(problem.config["widths"]))
+    inner = problem.config.get("inner")
+    return ResNet(
+        tuple(problem.config["blocks"]), tuple(problem.config["widths"]), inner=inner and tuple(inner)
+    )
+
+
+def block_names(blocks: tuple[int, ...]) -> list[str]:
+    return [f"stage{i + 1}_block{j + 1}" for i, count in enumerate(blocks) for j in range(count)]
+
+
+def inner_couplings(blocks: tuple[int, ...]) -> dict:
+    """{"<block>/inner": members}: conv1's filters, bn1's scale and bias, conv2's input slices."""
+    return {
+        f"{b}/inner": [
+            (f"{b}/conv1/kernel", 3),
+            (f"{b}/bn1/scale", 0),
+            (f"{b}/bn1/bias", 0),
+            (f"{b}/conv2/kernel", 2),
+        ]
+        for b in block_names(blocks)
+    }
+
+
+def _compaction(blocks, widths):
+    """(params, state) -> the ResNet without the all-zero inner channels (see ``classifier``)."""
+    couplings = inner_couplings(blocks)
+    statistics = {
+        name: [(f"batch_stats/{name[: -len('/inner')]}/bn1/{s}", 0) for s in ("mean", "var")]
+        for name in couplings
+    }
+
+    def compaction(params, state):
+        kept = kept_channels(params, couplings)
+        inner = tuple(len(kept[name]) for name in couplings)
+        return (
+            take_channels(params, couplings, kept, "params"),
+            take_channels(state, statistics, kept, "state"),
+            ResNet(blocks, widths, inner=inner),
+            {"inner": inner},
+        )
+
+    return compaction
 
 
 def _sgd_recipe(epochs: int) -> Recipe:
@@ -95,4 +145,6 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         groups=conv_groups(PRUNABLE),
         size=size,
         config=config,
+        coupled={"inner": coupled_structure(inner_couplings(blocks))},
+        compaction=_compaction(blocks, widths),
     )

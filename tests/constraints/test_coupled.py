@@ -106,6 +106,22 @@ def test_a_channel_with_a_nan_slice_is_never_kept():
         assert not bool(mask[2]) and int(mask.sum()) == 3
 
 
+def test_a_channel_of_size_d_is_d_consecutive_slices_as_an_attention_head():
+    rng = np.random.default_rng(6)
+    params = {
+        "q": jnp.asarray(rng.normal(size=(5, 6)), jnp.float32),
+        "o": jnp.asarray(rng.normal(size=(6, 5))),
+    }
+    params["q"] = params["q"].at[:, 2:4].multiply(10.0)  # head 1 of 3 (d = 2) is by far the largest
+    spec = C.spec([C.coupled(0.7, {"heads": [("q", 1, 2), ("o", 0, 2)]})])
+    masks = spec.mask(params)
+    assert np.asarray(masks["q"]).all(0).tolist() == [False, False, True, True, False, False]
+    assert np.asarray(masks["o"]).all(1).tolist() == [False, False, True, True, False, False]
+    assert spec.constraints(params)["o"] == C.Block((2,), 0.7, axes=(0,))
+    assert spec.groups(params)["q"].ids[0].tolist() == [0, 0, 1, 1, 2, 2]
+    assert C.nonzero_slices(spec.project(params)["q"], 1, 2).tolist() == [False, True, False]
+
+
 def test_per_leaf_views_are_the_slices_along_the_coupled_axis():
     params, couplings = _tree(np.random.default_rng(3), [3])
     spec = C.spec([C.coupled(0.5, couplings)])
@@ -123,11 +139,12 @@ def test_per_leaf_views_are_the_slices_along_the_coupled_axis():
             {"g": [("l0/conv", 3), ("l0/next", 1)]},
             {},
             r"group 'g': its slices disagree in size "
-            r"\(l0/conv \(2, 2, 3, 4\) axis 3: 4, l0/next \(4, 5\) axis 1: 5\)",
+            r"\(channels per leaf: l0/conv \(2, 2, 3, 4\) axis 3: 4, l0/next \(4, 5\) axis 1: 5\)",
         ),
         ({"g": [("l0/conv", 3)], "h": [("l0/conv", 3)]}, {}, "leaf 'l0/conv' is also a member of group 'g'"),
         ({"g": [("l0/conv", 4)]}, {}, r"axis 4 is out of range for leaf 'l0/conv' \(2, 2, 3, 4\)"),
         ({"g": [("l0/conv", 3)]}, {"round_to": 0}, "round_to must be a positive int, got 0"),
+        ({"g": [("l0/next", 1, 2)]}, {}, "has 5 slices along axis 1, not a multiple of its channel size 2"),
         ({"g": [("l0/nosuch", 0)]}, {}, "member 'l0/nosuch' is not a leaf of the params; nearby paths"),
         ({"g": [("l0/conv", 3)]}, {"normalize": "rms"}, "normalize only applies to a shared budget"),
     ],

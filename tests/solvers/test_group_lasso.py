@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prunax import solvers
-from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured, spec
+from prunax.constraints import NM, Block, ColumnSign, Pattern, Unstructured, coupled, spec
 
 
 @settings(max_examples=15)
@@ -128,5 +128,48 @@ def test_rgl_lambda_follows_the_budget_rule():
     assert set(lams) == {"a", "c"}
     assert lams["a"] == pytest.approx(0.5 * np.quantile(norms, 0.5) ** 2 / (100 * 1e-3), rel=1e-6)
     assert lams["c"] == pytest.approx(0.5 * 1.5**2 / (100 * 1e-3), rel=1e-6)
-    with pytest.raises(ValueError, match="no leaf groups"):
+    with pytest.raises(ValueError, match="rgl_lambda: the spec constrains no leaf"):
         solvers.rgl_lambda(spec([("a", None)]), params, 0.5, 10, 1e-3)
+
+
+def _coupled_tree(rng):
+    params = {
+        "conv": jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32),
+        "bn": jnp.asarray(rng.standard_normal((4,)), jnp.float32),
+        "next": jnp.asarray(rng.standard_normal((4, 5)), jnp.float32),
+    }
+    rule = coupled(0.5, {"channels": [("conv", 3), ("bn", 0), ("next", 0)]})
+    joint = lambda p: np.sqrt(  # noqa: E731
+        (np.asarray(p["conv"], np.float64) ** 2).sum((0, 1, 2))
+        + np.asarray(p["bn"], np.float64) ** 2
+        + (np.asarray(p["next"], np.float64) ** 2).sum(1)
+    )
+    return params, spec([rule]), joint
+
+
+def test_a_coupled_channel_is_one_group_across_its_leaves():
+    params, s, joint = _coupled_tree(np.random.default_rng(7))
+    norms, lam, eps = joint(params), 0.3, 1e-3
+    alpha = 1 / (norms + eps)
+    tx = solvers.reweighted_group_lasso(s, lam, eps=eps)
+    zero = {k: jnp.zeros_like(v) for k, v in params.items()}
+    updates, state = tx.update(zero, tx.init(params), params)
+    # the subgradient of λ Σ_g α_g ‖g‖ on a member slice is λ α_g w_slice / ‖g‖, ‖g‖ the joint norm
+    factor = lam * alpha / norms
+    np.testing.assert_allclose(updates["conv"], np.asarray(params["conv"]) * factor, rtol=1e-5)
+    np.testing.assert_allclose(updates["bn"], np.asarray(params["bn"]) * factor, rtol=1e-5)
+    np.testing.assert_allclose(updates["next"], np.asarray(params["next"]) * factor[:, None], rtol=1e-5)
+    assert float(state.penalty) == pytest.approx(lam * np.sum(alpha * norms), rel=1e-5)
+    # the prox removes a coupled channel from every member at once, or from none
+    threshold = np.sort(norms)[1] * (1 + 1e-3) / (lam * alpha[np.argsort(norms)[1]])
+    tx = solvers.reweighted_group_lasso(s, lam, eps=eps, prox=True, learning_rate=float(threshold))
+    updates, state = tx.update(zero, tx.init(params), params)
+    shrunk = optax.apply_updates(params, updates)
+    gone = joint(shrunk) == 0
+    assert gone.sum() == 2 and int(state.zero_groups) == 2
+    assert (np.asarray(shrunk["bn"])[gone] == 0).all() and (np.asarray(shrunk["next"])[gone] == 0).all()
+    lams = solvers.rgl_lambda(s, params, 0.5, 10, 1e-2)
+    assert len(set(lams.values())) == 1
+    assert lams["bn"] == pytest.approx(0.5 * np.quantile(norms, 0.5) ** 2 / 0.1, rel=1e-5)
+    with pytest.raises(ValueError, match="members of one coupled group and need one lam"):
+        solvers.reweighted_group_lasso(s, {"conv": 0.1, "bn": 0.2, "next": 0.1}).init(params)
