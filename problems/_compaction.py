@@ -32,11 +32,12 @@ class Compacted(NamedTuple):
     problem: Problem
 
 
-def coupled_structure(couplings: dict) -> Callable:
-    """``(sparsity, round_to=1, shared=False) -> Spec``: one ``coupled`` rule over ``couplings``."""
+def coupled_structure(*couplings: dict) -> Callable:
+    """``(sparsity, round_to=1, shared=False) -> Spec``: one ``coupled`` rule per dict of
+    couplings (each rule its own budget: heads and FFN neurons are not ranked against each other)."""
 
     def make(sparsity: float, round_to: int = 1, shared: bool = False):
-        return spec([coupled(sparsity, couplings, round_to=round_to, shared=shared)])
+        return spec([coupled(sparsity, c, round_to=round_to, shared=shared) for c in couplings])
 
     return make
 

@@ -33,42 +33,63 @@ class BertConfig:
     max_positions: int = 512
     type_vocab: int = 2
     eps: float = 1e-12
+    # per layer, after compaction: attention heads (of size hidden // heads) and FFN widths
+    layer_heads: tuple[int, ...] | None = None
+    layer_intermediate: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.hidden % self.heads:
             raise ValueError(f"BertConfig: hidden {self.hidden} is not a multiple of heads {self.heads}")
+        for name in ("layer_heads", "layer_intermediate"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != self.layers or min(value) < 1):
+                raise ValueError(f"BertConfig: {name} must give {self.layers} positive widths, got {value}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden // self.heads
+
+    def heads_of(self, layer: int) -> int:
+        return self.heads if self.layer_heads is None else self.layer_heads[layer]
+
+    def intermediate_of(self, layer: int) -> int:
+        return self.intermediate if self.layer_intermediate is None else self.layer_intermediate[layer]
 
 
 class SelfAttention(nn.Module):
     config: BertConfig
+    heads: int
 
     @nn.compact
     def __call__(self, x, mask):
         c = self.config
         batch, length, _ = x.shape
-        size = c.hidden // c.heads
+        size = c.head_size
 
         def heads(name):
-            return nn.Dense(c.hidden, name=name)(x).reshape(batch, length, c.heads, size)
+            return nn.Dense(self.heads * size, name=name)(x).reshape(batch, length, self.heads, size)
 
         q, k, v = heads("query"), heads("key"), heads("value")
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(size)
         logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
         probs = jax.nn.softmax(logits, axis=-1)
-        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(batch, length, c.hidden)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(batch, length, self.heads * size)
         parts = {"query": q, "key": k, "value": v, "context": context.reshape(q.shape)}
         return nn.Dense(c.hidden, name="output")(context), probs, parts
 
 
 class Layer(nn.Module):
     config: BertConfig
+    index: int = 0
 
     @nn.compact
     def __call__(self, x, mask):
         c = self.config
-        attended, probs, parts = SelfAttention(c, name="attention")(x, mask)
+        attended, probs, parts = SelfAttention(c, c.heads_of(self.index), name="attention")(x, mask)
         x = nn.LayerNorm(epsilon=c.eps, name="attention_norm")(x + attended)
-        hidden = jax.nn.gelu(nn.Dense(c.intermediate, name="intermediate")(x), approximate=False)
+        hidden = jax.nn.gelu(
+            nn.Dense(c.intermediate_of(self.index), name="intermediate")(x), approximate=False
+        )
         x = nn.LayerNorm(epsilon=c.eps, name="output_norm")(x + nn.Dense(c.hidden, name="output")(hidden))
         return x, probs, parts
 
@@ -99,7 +120,7 @@ class Bert(nn.Module):
 
     def setup(self):
         self.embeddings = Embeddings(self.config)
-        self.blocks = [Layer(self.config, name=f"layer_{i}") for i in range(self.config.layers)]
+        self.blocks = [Layer(self.config, i, name=f"layer_{i}") for i in range(self.config.layers)]
         if self.classes:
             self.classifier = nn.Dense(self.classes)
 

@@ -13,12 +13,17 @@ Sizes: ``test`` is a tiny random BERT (2 layers, H 64) on 512 sentences; ``defau
 Pruned by default: the encoder Dense kernels (not the embeddings, LayerNorms or classifier).
 Natural groups: attention heads (per leaf: the head's output columns of query/key/value, its
 input rows of the attention output) and FFN neurons (an ``intermediate`` column, an ``output``
-row); the spec couples neither across leaves, so a head's q, k and v columns are chosen separately.
+row); these per-leaf groups choose a head's q, k and v columns separately. The coupled structures
+``head``, ``neuron`` and ``head+neuron`` tie them together across leaves — a head is its query,
+key and value columns and biases and its rows of the attention output; a neuron its
+``intermediate`` column and bias and its ``output`` row — and ``compact`` removes them (per-layer
+head counts and FFN widths in the smaller model's config).
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from functools import lru_cache, partial
 
 import jax
@@ -30,6 +35,7 @@ from prunax.constraints import Block, spec
 
 from .._assets import asset_file
 from .._batching import padded_map, select
+from .._compaction import Compacted, coupled_structure, kept_channels, take_channels
 from .._factory import assemble, size_entry
 from .._protocol import Problem, Recipe, check_batch
 from . import minilm
@@ -100,6 +106,43 @@ def structured_groups(config: BertConfig) -> dict:
     }
 
 
+def head_couplings(config: BertConfig) -> dict:
+    """{"layer_i/heads": members}: a head's query/key/value columns and biases (d = head size) and
+    its rows of the attention output."""
+    d = config.head_size
+    out = {}
+    for i in range(config.layers):
+        a = f"layer_{i}/attention"
+        qkv = [
+            (f"{a}/{n}/{leaf}", axis, d)
+            for n in ("query", "key", "value")
+            for leaf, axis in (("kernel", 1), ("bias", 0))
+        ]
+        out[f"layer_{i}/heads"] = [*qkv, (f"{a}/output/kernel", 0, d)]
+    return out
+
+
+def neuron_couplings(config: BertConfig) -> dict:
+    """{"layer_i/neurons": members}: an FFN neuron's intermediate column and bias, its output row."""
+    return {
+        f"layer_{i}/neurons": [
+            (f"layer_{i}/intermediate/kernel", 1),
+            (f"layer_{i}/intermediate/bias", 0),
+            (f"layer_{i}/output/kernel", 0),
+        ]
+        for i in range(config.layers)
+    }
+
+
+def coupled_structures(config: BertConfig) -> dict:
+    heads, neurons = head_couplings(config), neuron_couplings(config)
+    return {
+        "head": coupled_structure(heads),
+        "neuron": coupled_structure(neurons),
+        "head+neuron": coupled_structure(heads, neurons),
+    }
+
+
 def _sentence_splits(n_train: int, n_test: int, length: int, seed: int) -> dict:
     """{"test": the first ``n_test`` shuffled sentences, "train": the next ``n_train``}, each as
     token ids, attention mask and polarity label ``y``."""
@@ -124,7 +167,8 @@ def _embedding_targets(model: Bert, params, splits: dict) -> None:
 
 
 def _closures(model: Bert, task: str, splits: dict, pretrained: bool):
-    """``(init, loss, evaluate)`` and the distillation ``features`` of ``task`` over ``splits``."""
+    """``(init, loss, evaluate)``, the distillation ``features`` and the inference ``forward``
+    (logits, or the normalised embedding) of ``task`` over ``splits``."""
     length = splits["train"]["ids"].shape[1]
     target = ((None,), "i") if task == "polarity" else ((None, model.config.hidden), "f")
     expected = {"ids": ((None, length), "i"), "mask": ((None, length), "i"), TARGETS[task]: target}
@@ -159,7 +203,12 @@ def _closures(model: Bert, task: str, splits: dict, pretrained: bool):
         pooled = padded_map(lambda b: _pooled(model, params, b["ids"], b["mask"]), inputs, 64)
         return {"cosine": float(np.mean(np.sum(pooled * arrays["target"], -1)))}
 
-    return (init, loss, evaluate), features
+    def forward(params, state, batch):
+        del state
+        out = model.apply({"params": params}, batch["ids"], batch["mask"].astype(bool))
+        return out["logits"] if task == "polarity" else normalize(out["pooled"])
+
+    return (init, loss, evaluate), features, forward
 
 
 def _recipe(epochs: int, lr: float) -> Recipe:
@@ -175,12 +224,10 @@ def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Pro
     if task not in TASKS:
         raise ValueError(f"bert: unknown task {task!r}; valid: {TASKS}")
     config = minilm.config() if pretrained else TINY_CONFIG
-    model = Bert(config, classes=2 if task == "polarity" else 0)
     splits = _sentence_splits(n_train, n_test, length, seed)
-    closures, features = _closures(model, task, splits, pretrained)
-    polarity = task == "polarity"
-    if not polarity:  # the dense model is init(key(0)); its embeddings are the targets
-        dense_params, _ = closures[0](jax.random.key(0))
+    if task != "polarity":  # the dense model is init(key(0)); its embeddings are the targets
+        model = Bert(config)
+        dense_params, _ = _closures(model, task, splits, pretrained)[0][0](jax.random.key(0))
         _embedding_targets(model, dense_params, splits)
     settings = {
         "task": task,
@@ -190,6 +237,31 @@ def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Pro
         "train": n_train,
         "test": n_test,
     }
+    return _assembled(
+        size, task, config, splits, settings, pretrained, _recipe(epochs if task == "polarity" else 0, lr)
+    )
+
+
+def _assembled(
+    size: str, task: str, config: BertConfig, splits: dict, settings: dict, pretrained: bool, recipe
+):
+    """The Problem of ``task`` on the encoder ``config`` (also a compacted one) over ``splits``."""
+    polarity = task == "polarity"
+    model = Bert(config, classes=2 if polarity else 0)
+    closures, features, forward = _closures(model, task, splits, pretrained)
+    couplings = {**head_couplings(config), **neuron_couplings(config)}
+
+    def compact(params, state):
+        kept = kept_channels(params, couplings)
+        widths = {
+            "layer_heads": tuple(len(kept[f"layer_{i}/heads"]) for i in range(config.layers)),
+            "layer_intermediate": tuple(len(kept[f"layer_{i}/neurons"]) for i in range(config.layers)),
+        }
+        smaller = _assembled(
+            size, task, replace(config, **widths), splits, {**settings, **widths}, False, recipe
+        )
+        return Compacted(take_channels(params, couplings, kept, "params"), state, widths, smaller)
+
     return assemble(
         "bert",
         size,
@@ -199,9 +271,12 @@ def problem(size: str = "default", task: str = "polarity", seed: int = 0) -> Pro
         metric="accuracy" if polarity else "cosine",
         prunable=ENCODER_KERNELS,
         groups=structured_groups(config),
-        recipe=_recipe(epochs if polarity else 0, lr),
+        coupled=coupled_structures(config),
+        recipe=recipe,
         layers=tuple(f"layer_{i}" for i in range(config.layers)) if polarity else (),
         features=features if polarity else None,
+        forward=forward,
+        compact=compact,
     )
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prunax import problems
 from prunax.constraints import leaves_with_paths
 
-COMPACTABLE = {"resnet": "inner"}
+COMPACTABLE = {"resnet": "inner", "bert": "head+neuron"}
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +52,20 @@ def _channel_zeroed(params, couplings, removed):
 @given(data=st.data())
 def test_the_compact_model_computes_what_the_masked_model_computes(built, name, data):
     problem, params, state = built[name]
-    rule = problem.coupled[COMPACTABLE[name]](0.5).rules[0]
+    groups = [
+        (rule, c)
+        for rule in problem.coupled[COMPACTABLE[name]](0.5).rules
+        for c in range(len(rule.couplings))
+    ]
     leaves = dict(zip(*leaves_with_paths(params)[:2]))
-    extents = [rule.extent(c, leaves) for c in range(len(rule.couplings))]
-    removed = {
-        c: data.draw(st.sets(st.integers(0, n - 1), max_size=n), label=c)
-        for (c, _), n in zip(rule.couplings, extents)
-    }
-    masked = _channel_zeroed(params, dict(rule.couplings), removed)
+    extents = {rule.couplings[c][0]: rule.extent(c, leaves) for rule, c in groups}
+    removed = {g: data.draw(st.sets(st.integers(0, n - 1), max_size=n), label=g) for g, n in extents.items()}
+    masked = _channel_zeroed(params, dict(rule.couplings[c] for rule, c in groups), removed)
     compacted = problems.compact(problem, masked, state)
     smaller = dict(zip(*leaves_with_paths(compacted.params)[:2]))
     # every removed channel is gone; a group that lost them all keeps one zero channel
-    assert [rule.extent(c, smaller) for c in range(len(extents))] == [
-        max(n - len(removed[c]), 1) for (c, _), n in zip(rule.couplings, extents)
+    assert [rule.extent(c, smaller) for rule, c in groups] == [
+        max(n - len(removed[g]), 1) for g, n in extents.items()
     ]
     batch = _inputs(problem)
     want = np.asarray(problem.forward(masked, state, batch), np.float64)
