@@ -11,6 +11,7 @@ from . import bcnn, bert, detection, pointpillars_lite, quantum, resnet, yolo_ti
 from ._assets import MissingAsset
 from ._classifier import classifier
 from ._compaction import Compacted, compact
+from ._export import Saved, load, save
 from ._protocol import Problem, Recipe
 from ._recalibration import register_statistics
 from ._recipes import adam_recipe
@@ -22,6 +23,7 @@ __all__ = [
     "MissingAsset",
     "Problem",
     "Recipe",
+    "Saved",
     "adam_recipe",
     "bcnn",
     "bert",
@@ -29,11 +31,13 @@ __all__ = [
     "compact",
     "detection",
     "get",
+    "load",
     "names",
     "pointpillars_lite",
     "quantum",
     "register_statistics",
     "resnet",
+    "save",
     "sizes",
     "yolo_tiny",
 ]

