@@ -5,7 +5,7 @@ from ._base import Constraint, Groups
 from ._block import Block
 from ._column_sign import ColumnSign
 from ._counting import kept_count
-from ._coupled import Coupled, coupled, nonzero_slices
+from ._coupled import Coupled, channel_reduce, coupled, nonzero_slices, spread_channels
 from ._global_budget import GlobalBudget, global_
 from ._intersect import Intersect
 from ._nm import NM
@@ -29,6 +29,7 @@ __all__ = [
     "Spec",
     "Unstructured",
     "apply_masks",
+    "channel_reduce",
     "coupled",
     "global_",
     "kept_count",
@@ -37,5 +38,6 @@ __all__ = [
     "nonzero_slices",
     "path_str",
     "spec",
+    "spread_channels",
     "top_k_mask",
 ]

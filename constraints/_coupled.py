@@ -3,11 +3,13 @@
 
 A conv filter is more than its kernel's output slice: its BatchNorm scale and bias and the next
 layer's input slice must go with it, or the model cannot be made smaller. A coupling names those
-slices — ``(path, axis)`` or ``(path, axis, size)`` members, channel j of a member being its
-slices j·size .. (j+1)·size − 1 along ``axis`` (size > 1: an attention head's d columns), every
-member of a coupling holding the same number n of channels. A channel's energy is the sum of the
-squared norms of its slices, e_j = Σ_m ||w_m[channel j]||², so ranking channels by e_j ranks them
-by the L2 norm of the whole coupled group.
+slices as members ``(path, axis[, size[, start]])``: channel j of a member is its slices
+start + j·size .. start + (j+1)·size − 1 along ``axis`` (size > 1: an attention head's d columns;
+``start``: where the range begins when the member covers part of the axis only, as one input of a
+concatenation). Members without a ``start`` cover their whole axis and fix the coupling's number
+of channels n. A channel's energy is the sum of the squared norms of its slices,
+e_j = Σ_m ||w_m[channel j]||², so ranking channels by e_j ranks them by the L2 norm of the whole
+coupled group.
 
 ``Coupled`` is a spec rule over one or more couplings at one sparsity:
 
@@ -18,11 +20,15 @@ by the L2 norm of the whole coupled group.
   Σ_c ⌈u_c / r⌉ ≤ ⌈k / r⌉ chunks (u_c: the channels coupling c uses; per coupling, ⌈u_c/r⌉ ≤
   ⌈k_c/r⌉), so a coupling keeps a multiple of r channels, or all n_c of them.
 
-The projection is exact (the largest kept energy within the set, for ``normalize=None``): per
-coupling the best u channels are its u most energetic, and with energies sorted the value of a
-coupling's next chunk never grows, so one top-k over all chunk energies picks an optimal prefix of
-chunks in every coupling. Ties go to the lower channel (and chunk) index; a channel with a NaN in
-any slice is never kept (nor is a chunk holding one).
+When no leaf is in two couplings the projection is exact (the largest kept energy within the set,
+for ``normalize=None``): per coupling the best u channels are its u most energetic, and with
+energies sorted the value of a coupling's next chunk never grows, so one top-k over all chunk
+energies picks an optimal prefix of chunks in every coupling. A leaf may also be in several
+couplings along different axes (a conv's input channels belong to the layer before it, its
+filters to itself) or over disjoint ranges of one axis; then each coupling ranks its channels by
+the energies of the given weights and a leaf's mask is the intersection of its couplings' masks —
+feasible, but no longer the exact projection (``exact`` is False). Ties go to the lower channel
+(and chunk) index; a channel with a NaN in any slice is never kept (nor is a chunk holding one).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import Groups, check_sparsity, energy_dtype, nonzero
+from ._base import check_sparsity, energy_dtype, nonzero
 from ._block import Block
 from ._counting import kept_count
 from ._topk import top_k_mask
@@ -46,11 +52,32 @@ def _fail(where: str, message: str):
     raise ValueError(f"coupled {where}: {message}")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _member(name: str, raw) -> tuple[str, int, int, int | None]:
+    """``(path, axis, size, start)`` from ``(path, axis[, size[, start]])``."""
+    member = tuple(raw) if isinstance(raw, tuple | list) else ()
+    member = member + (1, None)[len(member) - 2 :] if 2 <= len(member) <= 4 else ()
+    if not (
+        member
+        and isinstance(member[0], str)
+        and _is_int(member[1])
+        and _is_int(member[2])
+        and member[2] > 0
+        and (member[3] is None or (_is_int(member[3]) and member[3] >= 0))
+    ):
+        _fail(f"group {name!r}", f"a member is (path, axis[, size > 0[, start >= 0]]), got {raw!r}")
+    path, axis, size, start = member
+    return path, int(axis), int(size), None if start is None else int(start)
+
+
 @dataclass(frozen=True)
 class Coupled:
-    """Spec rule: ``couplings`` is a tuple of ``(name, ((path, axis, size), ...))``; every member
-    path is matched exactly (not as a regex) and belongs to one coupling only. See the module
-    docstring for the set and its projection; build with ``constraints.coupled``."""
+    """Spec rule: ``couplings`` is a tuple of ``(name, ((path, axis, size, start), ...))``; member
+    paths are matched exactly (not as regexes). See the module docstring for the set and its
+    projection; build with ``constraints.coupled``."""
 
     couplings: tuple
     sparsity: float
@@ -60,44 +87,30 @@ class Coupled:
 
     def __post_init__(self):
         object.__setattr__(self, "sparsity", check_sparsity(self, self.sparsity))
-        if not (isinstance(self.round_to, int | np.integer) and not isinstance(self.round_to, bool)):
-            _fail("rule", f"round_to must be a positive int, got {self.round_to!r}")
-        if self.round_to <= 0:
+        if not (_is_int(self.round_to) and self.round_to > 0):
             _fail("rule", f"round_to must be a positive int, got {self.round_to!r}")
         if self.normalize not in _NORMALIZE:
             _fail("rule", f"normalize must be one of {_NORMALIZE}, got {self.normalize!r}")
         if self.normalize is not None and not self.shared:
             _fail("rule", "normalize only applies to a shared budget (shared=True)")
-        couplings, owner = [], {}
+        couplings = []
         items = self.couplings.items() if isinstance(self.couplings, dict) else self.couplings
         for entry in items:
             if not (isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str)):
-                _fail("rule", f"a coupling is (name, [(path, axis[, size]), ...]), got {entry!r}")
-            name, members = entry[0], tuple(tuple(m) for m in entry[1])
+                _fail("rule", f"a coupling is (name, [(path, axis[, size[, start]]), ...]), got {entry!r}")
+            name = entry[0]
+            members = tuple(_member(name, m) for m in entry[1])
             if not members:
                 _fail(f"group {name!r}", "has no members")
-            members = tuple(m if len(m) != 2 else (*m, 1) for m in members)
-            for member in members:
-                if not (
-                    len(member) == 3
-                    and isinstance(member[0], str)
-                    and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in member[1:])
-                    and member[2] > 0
-                ):
-                    _fail(
-                        f"group {name!r}",
-                        f"a member is (path, axis) or (path, axis, size > 0), got {member!r}",
-                    )
-                if member[0] in owner:
-                    _fail(
-                        f"group {name!r}",
-                        f"leaf {member[0]!r} is also a member of group {owner[member[0]]!r}; "
-                        "a leaf belongs to one coupled group",
-                    )
-                owner[member[0]] = name
-            couplings.append((name, tuple((p, int(a), int(z)) for p, a, z in members)))
+            if all(m[3] is not None for m in members):
+                _fail(f"group {name!r}", "needs a member without start (one that covers its whole axis)")
+            if len({m[0] for m in members}) < len(members):
+                _fail(f"group {name!r}", "names one leaf twice")
+            couplings.append((name, members))
         if not couplings:
             _fail("rule", "needs at least one coupling")
+        if len({name for name, _ in couplings}) < len(couplings):
+            _fail("rule", f"group names repeat: {[name for name, _ in couplings]}")
         object.__setattr__(self, "couplings", tuple(couplings))
 
     @property
@@ -107,70 +120,92 @@ class Coupled:
 
     @property
     def paths(self) -> tuple[str, ...]:
-        return tuple(m[0] for _, members in self.couplings for m in members)
+        """Every member path once, in order of first appearance."""
+        return tuple(dict.fromkeys(m[0] for _, members in self.couplings for m in members))
 
-    def member_of(self, path: str) -> tuple[str, int, int]:
-        """``(path, axis, size)`` of a member path."""
-        return next(m for _, members in self.couplings for m in members if m[0] == path)
+    @property
+    def exact(self) -> bool:
+        """Whether the projection is exact: no leaf in two couplings."""
+        return len(self.paths) == sum(len(members) for _, members in self.couplings)
 
-    def axis_of(self, path: str) -> int:
-        return self.member_of(path)[1]
+    def memberships(self, path: str) -> list[tuple[int, tuple]]:
+        """``(coupling index, member)`` of every coupling that ``path`` is in."""
+        return [(c, m) for c, (_, members) in enumerate(self.couplings) for m in members if m[0] == path]
 
     def group_of(self, path: str) -> int:
-        """The index of the coupling that ``path`` belongs to."""
-        return next(i for i, (_, members) in enumerate(self.couplings) if path in {m[0] for m in members})
+        """The index of the first coupling that ``path`` is in."""
+        return self.memberships(path)[0][0]
+
+    def axis_of(self, path: str) -> int:
+        return self.memberships(path)[0][1][1]
 
     def extent(self, coupling: int, leaves: dict) -> int:
-        """The number of channels of coupling ``coupling``."""
-        path, axis, size = self.couplings[coupling][1][0]
+        """The number of channels of coupling ``coupling`` (from its first whole-axis member)."""
+        path, axis, size, _ = next(m for m in self.couplings[coupling][1] if m[3] is None)
         return np.shape(leaves[path])[axis] // size
 
     # -- checks ---------------------------------------------------------------------------------
     def check(self, leaves: dict) -> None:
-        """Every member present with a float dtype and an in-range axis, and the members of each
-        coupling of one extent; ``leaves`` maps every member path to its leaf."""
+        """Every member a float leaf with an in-range axis; the members of each coupling hold the
+        same number of channels; no two couplings claim the same slices of a leaf. ``leaves``
+        maps every member path to its leaf."""
+        ranges = {}  # (path, axis) -> [(first, stop, group)]
         for name, members in self.couplings:
-            extents = {}
-            for path, axis, size in members:
-                leaf = leaves[path]
-                shape, dtype = np.shape(leaf), jnp.result_type(leaf)
+            channels = {}
+            for path, axis, size, start in members:
+                shape, dtype = np.shape(leaves[path]), jnp.result_type(leaves[path])
                 if not jnp.issubdtype(dtype, jnp.floating):
                     _fail(f"group {name!r}", f"leaf {path!r} {shape} has dtype {dtype.name}, not a float")
                 if not -len(shape) <= axis < len(shape):
                     _fail(f"group {name!r}", f"axis {axis} is out of range for leaf {path!r} {shape}")
-                if shape[axis] % size:
+                if start is None and shape[axis] % size:
                     _fail(
                         f"group {name!r}",
                         f"leaf {path!r} {shape} has {shape[axis]} slices along axis {axis}, "
                         f"not a multiple of its channel size {size}",
                     )
-                extents[path] = (shape, axis, shape[axis] // size)
-            if len({n for _, _, n in extents.values()}) > 1:
-                sizes = ", ".join(f"{p} {s} axis {a}: {n}" for p, (s, a, n) in extents.items())
+                if start is None:
+                    channels[path] = (shape, axis, shape[axis] // size)
+            if len({n for _, _, n in channels.values()}) > 1:
+                sizes = ", ".join(f"{p} {s} axis {a}: {n}" for p, (s, a, n) in channels.items())
                 _fail(f"group {name!r}", f"its slices disagree in size (channels per leaf: {sizes})")
+            n = next(iter(channels.values()))[2]
+            for path, axis, size, start in members:
+                shape = np.shape(leaves[path])
+                first = start or 0
+                if first + n * size > shape[axis]:
+                    _fail(
+                        f"group {name!r}",
+                        f"leaf {path!r} {shape}: {n} channels of {size} from slice {first} along axis "
+                        f"{axis} do not fit in its {shape[axis]} slices",
+                    )
+                ranges.setdefault((path, axis % len(shape)), []).append((first, first + n * size, name))
+        for (path, axis), spans in ranges.items():
+            spans.sort()
+            for (_, stop, one), (first, _, other) in zip(spans, spans[1:]):
+                if first < stop:
+                    _fail(
+                        f"group {other!r}",
+                        f"leaf {path!r} axis {axis} is also in group {one!r} over the same slices; "
+                        "a slice belongs to one coupled group",
+                    )
 
     def member(self, path: str, shape) -> Block:
-        """The leaf's own view of the rule: its channels along the coupled axis, at the sparsity
-        (what per-leaf consumers — reports, group lasso's groups — see)."""
-        _, axis, size = self.member_of(path)
+        """The leaf's own view of the rule: the channels of its first coupling along that
+        coupling's axis, at the sparsity (what per-leaf consumers — reports, groups — see)."""
+        _, (_, axis, size, _) = self.memberships(path)[0]
         return Block((size,), self.sparsity, axes=(axis % len(shape),))
-
-    def leaf_groups(self, path: str, shape) -> Groups:
-        """Group j = the leaf's channel j along the coupled axis (channel j of its coupling)."""
-        _, axis, size = self.member_of(path)
-        axis = axis % len(shape)
-        ids = np.arange(shape[axis]).reshape([-1 if a == axis else 1 for a in range(len(shape))]) // size
-        return Groups(np.ascontiguousarray(np.broadcast_to(ids, shape)), int(shape[axis] // size))
 
     # -- the set and its projection ----------------------------------------------------------------
     def energies(self, leaves: dict) -> list:
         """Per coupling, (n,) float32: the summed squared norm of each channel's slices."""
         out = []
-        for _, members in self.couplings:
-            total = 0.0
-            for path, axis, size in members:
+        for c, (_, members) in enumerate(self.couplings):
+            n, total = self.extent(c, leaves), 0.0
+            for path, axis, size, start in members:
                 w = jnp.asarray(leaves[path])
-                total = total + _per_channel(jnp.square(w.astype(energy_dtype(w.dtype))), axis, size, jnp.sum)
+                squares = jnp.square(w.astype(energy_dtype(w.dtype)))
+                total = total + channel_reduce(squares, axis, size, start, n, jnp.sum)
             out.append(jnp.asarray(total, jnp.float32))
         return out
 
@@ -218,24 +253,21 @@ class Coupled:
         return e / (norm + 1e-30)
 
     def masks(self, leaves: dict, scale=None) -> dict:
-        """{member path: bool mask of its shape}: every slice of a kept channel, nothing else."""
-        out = {}
+        """{member path: bool mask of its shape}: False on the slices of every dropped channel of
+        each of its couplings, True elsewhere."""
+        out = {p: jnp.ones(np.shape(leaves[p]), bool) for p in self.paths}
         for (_, members), keep in zip(self.couplings, self.channel_masks(leaves, scale)):
-            for path, axis, size in members:
-                shape = np.shape(leaves[path])
-                axis = axis % len(shape)
-                out[path] = jnp.broadcast_to(
-                    jnp.repeat(keep, size).reshape([-1 if a == axis else 1 for a in range(len(shape))]), shape
-                )
+            for path, axis, size, start in members:
+                out[path] = out[path] & spread_channels(keep, np.shape(leaves[path]), axis, size, start, True)
         return out
 
     def used(self, leaves: dict) -> list:
         """Per coupling, how many channels have a nonzero in some slice."""
         out = []
-        for _, members in self.couplings:
-            alive = False
-            for path, axis, size in members:
-                alive = alive | nonzero_slices(leaves[path], axis, size)
+        for c, (_, members) in enumerate(self.couplings):
+            n, alive = self.extent(c, leaves), False
+            for path, axis, size, start in members:
+                alive = alive | nonzero_slices(leaves[path], axis, size, start, n)
             out.append(jnp.sum(alive, dtype=jnp.int32))
         return out
 
@@ -255,19 +287,34 @@ class Coupled:
         return f"coupled({self.sparsity:g}{''.join(', ' + o for o in options)})"
 
 
-def _per_channel(x, axis: int, size: int, reduce):
-    """``reduce`` over each channel (``size`` consecutive slices along ``axis``): shape (n,)."""
+def channel_reduce(x, axis: int, size: int, start: int | None, n: int | None, reduce):
+    """``reduce`` over each of the n channels of a member (``size`` consecutive slices along
+    ``axis`` from ``start``; the whole axis when ``start`` is None): shape (n,)."""
     x = jnp.moveaxis(x, axis % x.ndim, 0)
+    if start is not None:
+        x = x[start : start + n * size]
     return reduce(x.reshape(x.shape[0] // size, -1), axis=1)
 
 
-def nonzero_slices(w, axis: int, size: int = 1) -> jax.Array:
-    """(channels,) bool: which channels (``size`` slices along ``axis``) hold a nonzero
+def spread_channels(values, shape, axis: int, size: int, start: int | None, fill):
+    """One value per channel of a member, repeated over its slices and broadcast onto the leaf's
+    ``shape``; slices outside the member's range get ``fill``."""
+    axis = axis % len(shape)
+    per_slice = jnp.repeat(values, size)
+    if start is not None:
+        per_slice = (
+            jnp.full(shape[axis], fill, per_slice.dtype).at[start : start + per_slice.shape[0]].set(per_slice)
+        )
+    return jnp.broadcast_to(per_slice.reshape([-1 if a == axis else 1 for a in range(len(shape))]), shape)
+
+
+def nonzero_slices(w, axis: int, size: int = 1, start: int | None = None, n: int | None = None) -> jax.Array:
+    """(channels,) bool: which channels of a member (see ``channel_reduce``) hold a nonzero
     (denormals and NaN count)."""
-    return _per_channel(nonzero(jnp.asarray(w)), axis, size, jnp.any)
+    return channel_reduce(nonzero(jnp.asarray(w)), axis, size, start, n, jnp.any)
 
 
 def coupled(sparsity: float, couplings, round_to: int = 1, shared: bool = False, normalize=None) -> Coupled:
     """A spec rule keeping or removing whole coupled channels (see ``Coupled``). ``couplings``:
-    ``{name: [(path, axis) or (path, axis, size), ...]}`` or a sequence of ``(name, members)``."""
+    ``{name: [(path, axis[, size[, start]]), ...]}`` or a sequence of ``(name, members)``."""
     return Coupled(couplings, sparsity, round_to, shared, normalize)

@@ -123,15 +123,6 @@ class Spec:
             treedef, [self._constraint(i, p, np.shape(w)) for p, w, i in zip(paths, leaves, owner)]
         )
 
-    def couplings(self, params) -> list:
-        """Per leaf (in leaf order): ``(rule index, coupling index)`` for a coupled member, else None
-        (the solvers that combine group norms across leaves read this)."""
-        paths, _, owner, _ = self.assign(params)
-        return [
-            (i, self.rules[i].group_of(p)) if i is not None and isinstance(self.rules[i], Coupled) else None
-            for p, i in zip(paths, owner)
-        ]
-
     # -- the algebra over the tree ------------------------------------------------------------
     def mask(self, params, scale=None):
         """Pytree of bool masks mirroring ``params``; unconstrained leaves are all True. ``scale``

@@ -43,27 +43,40 @@ def coupled_structure(*couplings: dict) -> Callable:
 
 
 def kept_channels(params, couplings: dict) -> dict[str, np.ndarray]:
-    """{group: indices of its channels that have a nonzero in some params slice}; a group whose
+    """{group: (channels,) bool, the channels with a nonzero in some params slice}; a group whose
     channels are all zero keeps channel 0 (a zero channel: every layer keeps a width >= 1)."""
     flat = _flat(params)
+    rule = Coupled(couplings, 0.0)
+    leaves = {p: _leaf(flat, p, rule.couplings[rule.group_of(p)][0], "params") for p in rule.paths}
     out = {}
-    for name, members in couplings.items():
-        alive = np.zeros(0, bool)
-        for path, axis, size in map(_triple, members):
-            used = np.asarray(nonzero_slices(_leaf(flat, path, name, "params"), axis, size))
+    for c, (name, members) in enumerate(rule.couplings):
+        n, alive = rule.extent(c, leaves), np.zeros(0, bool)
+        for path, axis, size, start in members:
+            used = np.asarray(nonzero_slices(leaves[path], axis, size, start, n))
             alive = used if alive.size == 0 else alive | used
-        out[name] = np.flatnonzero(alive) if alive.any() else np.zeros(1, np.int64)
+        out[name] = alive if alive.any() else np.arange(n) == 0
     return out
 
 
 def take_channels(tree, members_of: dict, kept: dict, what: str):
-    """``tree`` with every member ``(path, axis[, size])`` of group g cut to its channels
-    ``kept[g]`` along axis (channel j: slices j·size .. (j+1)·size − 1)."""
+    """``tree`` with the channels of every group g that ``kept[g]`` (bool per channel) drops cut
+    out of its members ``(path, axis[, size[, start]])``. The slices no group names stay, so a
+    leaf in several groups (inputs of one, filters of another, or two ranges of one axis) is cut
+    along each of them at once."""
     flat = _flat(tree)
-    for name, members in members_of.items():
-        for path, axis, size in map(_triple, members):
-            slices = (np.asarray(kept[name])[:, None] * size + np.arange(size)).reshape(-1)
-            flat[path] = jnp.take(jnp.asarray(_leaf(flat, path, name, what)), slices, axis=axis)
+    rule = Coupled(members_of, 0.0)
+    for path in rule.paths:
+        leaf = jnp.asarray(_leaf(flat, path, rule.couplings[rule.group_of(path)][0], what))
+        keep = {}  # axis -> which slices stay
+        for c, (_, axis, size, start) in rule.memberships(path):
+            name, axis = rule.couplings[c][0], axis % leaf.ndim
+            stays = keep.setdefault(axis, np.ones(leaf.shape[axis], bool))
+            first = start or 0
+            for j in np.flatnonzero(~kept[name]):
+                stays[first + j * size : first + (j + 1) * size] = False
+        for axis, stays in keep.items():
+            leaf = jnp.take(leaf, np.flatnonzero(stays), axis=axis)
+        flat[path] = leaf
     return traverse_util.unflatten_dict(flat, sep="/")
 
 
@@ -97,18 +110,15 @@ def _excess(rule: Coupled, params) -> str:
     allowed = [rule.kept_channels(rule.extent(c, leaves)) for c in range(len(rule.couplings))]
     worst = int(np.argmax([u - a for u, a in zip(used, allowed)]))
     name, members = rule.couplings[worst]
-    counts = {p: int(jnp.sum(nonzero_slices(leaves[p], a, z))) for p, a, z in members}
+    n = rule.extent(worst, leaves)
+    counts = {p: int(jnp.sum(nonzero_slices(leaves[p], a, z, s, n))) for p, a, z, s in members}
     path = max(counts, key=counts.get)
     budget = "the shared budget" if rule.shared else f"the spec allows {allowed[worst]}"
     return (
         f"coupled group {name!r} has {used[worst]} channels with a nonzero slice but {budget} "
         f"(leaf {path!r} {tuple(np.shape(leaves[path]))}: {counts[path]} nonzero channels along axis "
-        f"{rule.axis_of(path)})"
+        f"{next(m[1] for m in members if m[0] == path)})"
     )
-
-
-def _triple(member) -> tuple[str, int, int]:
-    return (*member, 1) if len(member) == 2 else tuple(member)
 
 
 def _flat(tree) -> dict:

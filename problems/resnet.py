@@ -109,7 +109,7 @@ def _compaction(blocks, widths):
 
     def compaction(params, state):
         kept = kept_channels(params, couplings)
-        inner = tuple(len(kept[name]) for name in couplings)
+        inner = tuple(int(kept[name].sum()) for name in couplings)
         return (
             take_channels(params, couplings, kept, "params"),
             take_channels(state, statistics, kept, "state"),

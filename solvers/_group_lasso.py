@@ -7,7 +7,9 @@ entries for Unstructured), the same groups the hard prune keeps or drops (docs/c
 "Groups": the public BERT code penalised 256×1 groups and hard-pruned 16×16 tiles). α comes from
 the initial weights and is refreshed every ``reweight_every`` steps (None: never, as in the
 authors' scripts). A ``coupled`` rule's channel is one group across its member leaves: its norm
-is sqrt(Σ_m ‖W_{m,g}‖²) over the member slices, shared by all of them.
+is sqrt(Σ_m ‖W_{m,g}‖²) over the member slices, and it takes the λ of the coupling's first
+member. A leaf in two couplings (its inputs in one, its filters in another) gets both penalties;
+the proximal form then applies the couplings' soft-thresholds one after the other.
 
 Two forms:
 * subgradient (``prox=False``, first in the chain): adds λ α_g W_g/‖W_g‖ to the gradient (0 on a
@@ -30,7 +32,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from prunax.constraints import Groups, Spec
+from prunax.constraints import Coupled, Groups, Spec, channel_reduce, spread_channels
 
 from ._leaves import (
     Layout,
@@ -46,57 +48,67 @@ from ._leaves import (
 
 class GroupLassoState(NamedTuple):
     count: jax.Array  # int32: steps taken
-    alpha: Any  # per constrained leaf, float32 (groups,): the reweighting factors
+    alpha: Any  # per constrained leaf, float32 (groups,): the reweighting factors (coupled: MaskedNode)
+    coupled_alpha: tuple  # per coupled group of the spec's coupled rules, float32 (channels,)
     penalty: jax.Array  # float32: λ Σ α_g ‖W_g‖ at the last step
     zero_groups: jax.Array  # int32: groups that are exactly zero (after the step, in prox form)
     nonfinite: jax.Array  # bool, sticky
 
 
-def group_soft_threshold(w: jax.Array, groups: Groups, thresholds: jax.Array, norms=None) -> jax.Array:
-    """The prox of Σ_g t_g ‖x_g‖₂ at w: x_g = max(0, 1 − t_g/‖w_g‖)·w_g (0 for a zero group);
-    ``norms``: the groups' norms when a group extends beyond w (coupled), else ‖w_g‖."""
-    norms = groups.norms(w) if norms is None else norms
+def group_soft_threshold(w: jax.Array, groups: Groups, thresholds: jax.Array) -> jax.Array:
+    """The prox of Σ_g t_g ‖x_g‖₂ at w: x_g = max(0, 1 − t_g/‖w_g‖)·w_g (0 for a zero group)."""
+    return w * groups.spread(_shrink_factor(groups.norms(w), thresholds)).astype(w.dtype)
+
+
+def _shrink_factor(norms, thresholds):
     factor = jnp.maximum(0.0, 1.0 - thresholds / jnp.where(norms > 0, norms, 1.0))
-    factor = jnp.where(norms > 0, factor, 0.0)
-    return w * groups.spread(factor).astype(w.dtype)
+    return jnp.where(norms > 0, factor, 0.0)
 
 
 @dataclass(frozen=True)
-class _Penalised:
-    """The groups of each constrained leaf, and the coupled group each leaf's groups belong to."""
+class _LeafGroups:
+    """The groups of one constrained leaf (its constraint's ``groups``)."""
 
-    groups: list[Groups]
-    keys: list  # per constrained leaf: (rule, coupling) of a coupled member, else None
+    leaf: int  # position among the constrained leaves
+    groups: Groups
+    path: str
 
-    @classmethod
-    def of(cls, spec: Spec, params, layout: Layout) -> _Penalised:
-        keys = [k for k, c in zip(spec.couplings(params), layout.constrained) if c]
-        return cls(_leaf_groups(spec, params, layout), keys)
+    def norms(self, w: list):
+        return self.groups.norms(w[self.leaf])
 
-    def norms(self, w: list) -> list:
-        """‖W_g‖ of every group of each leaf; on coupled members the whole coupled group's norm."""
-        own = [g.norms(x) for g, x in zip(self.groups, w)]
-        joint = {}
-        for norm, key in zip(own, self.keys):
-            if key is not None:
-                joint[key] = joint.get(key, 0.0) + jnp.square(norm)
-        return [norm if key is None else jnp.sqrt(joint[key]) for norm, key in zip(own, self.keys)]
-
-    def counted(self) -> list[bool]:
-        """Whether a leaf's groups are counted in sums over leaves: a coupled group on its first
-        member only."""
-        seen = set()
-        out = []
-        for key in self.keys:
-            out.append(key is None or key not in seen)
-            seen.add(key)
-        return out
+    def spread(self, values, w: list, fill) -> dict:
+        del fill  # the groups cover the whole leaf
+        return {self.leaf: self.groups.spread(values)}
 
 
-def _leaf_groups(spec: Spec, params, layout: Layout) -> list[Groups]:
-    out = []
-    for path, c, leaf in zip(layout.paths, constraint_list(spec, params), jax.tree_util.tree_leaves(params)):
-        if c is None:
+@dataclass(frozen=True)
+class _CoupledGroups:
+    """One coupling of a ``coupled`` rule: channel j is one group across its members' slices."""
+
+    members: tuple  # (leaf position, axis, size, start)
+    channels: int
+    path: str  # the first member's, whose λ the group takes
+
+    def norms(self, w: list):
+        total = sum(
+            channel_reduce(jnp.square(w[i].astype(jnp.float32)), a, z, s, self.channels, jnp.sum)
+            for i, a, z, s in self.members
+        )
+        return jnp.sqrt(total)
+
+    def spread(self, values, w: list, fill) -> dict:
+        return {i: spread_channels(values, w[i].shape, a, z, s, fill) for i, a, z, s in self.members}
+
+
+def _units(spec: Spec, params, layout: Layout) -> list:
+    """The penalty's group structures: one per constrained leaf of an ordinary rule, one per
+    coupling of a ``coupled`` rule (leaf units first, in leaf order)."""
+    paths, leaves, owner, _ = spec.assign(params)
+    constrained = [p for p, c in zip(layout.paths, layout.constrained) if c]
+    position = {p: i for i, p in enumerate(constrained)}
+    units = []
+    for path, c, leaf, rule in zip(layout.paths, constraint_list(spec, params), leaves, owner):
+        if c is None or isinstance(spec.rules[rule], Coupled):
             continue
         found = c.groups(jnp.shape(leaf))
         if found is None:
@@ -104,33 +116,53 @@ def _leaf_groups(spec: Spec, params, layout: Layout) -> list[Groups]:
                 f"reweighted_group_lasso: {c!r} on leaf {path!r} with shape {tuple(jnp.shape(leaf))} has no "
                 "groups to penalise; give that leaf a Block, Unstructured, N:M or tiled Pattern constraint"
             )
-        out.append(found)
-    return out
+        units.append(_LeafGroups(position[path], found, path))
+    shaped = dict(zip(paths, leaves))
+    for rule in spec.rules:
+        if isinstance(rule, Coupled):
+            for c, (_, members) in enumerate(rule.couplings):
+                placed = tuple((position[p], a, z, s) for p, a, z, s in members)
+                units.append(_CoupledGroups(placed, rule.extent(c, shaped), members[0][0]))
+    return units
 
 
-def _leaf_lams(lam, layout: Layout, penalised: _Penalised, count) -> list:
-    """λ of each constrained leaf at step ``count`` (one λ for all members of a coupled group)."""
+def _unit_lams(lam, layout: Layout, units: list, count) -> list:
+    """λ of each unit at step ``count``: its leaf's, or a coupled group's first member's."""
     paths = [p for p, c in zip(layout.paths, layout.constrained) if c]
     if not isinstance(lam, dict):
-        return [hyper(lam, count)] * len(paths)
+        return [hyper(lam, count)] * len(units)
     missing, extra = sorted(set(paths) - set(lam)), sorted(set(lam) - set(paths))
     if missing or extra:
         raise ValueError(
             f"reweighted_group_lasso: lam per leaf must name exactly the constrained leaves; "
             f"missing {missing}, not constrained {extra}"
         )
-    first = {}
-    for path, key in zip(paths, penalised.keys):
-        if key is not None and lam[first.setdefault(key, path)] != lam[path]:
-            raise ValueError(
-                f"reweighted_group_lasso: {first[key]!r} and {path!r} are members of one coupled group "
-                f"and need one lam, got {lam[first[key]]!r} and {lam[path]!r}"
-            )
-    return [hyper(lam[p], count) for p in paths]
+    return [hyper(lam[unit.path], count) for unit in units]
 
 
-def _alphas(penalised: _Penalised, w: list, eps: float) -> list:
-    return [1.0 / (norm + eps) for norm in penalised.norms(w)]
+def _alphas(units: list, w: list, eps: float) -> list:
+    return [1.0 / (unit.norms(w) + eps) for unit in units]
+
+
+def _split(units: list, alphas: list) -> tuple[list, tuple]:
+    """(per leaf unit, per coupled unit) of one value per unit."""
+    leaf = [a for u, a in zip(units, alphas) if isinstance(u, _LeafGroups)]
+    return leaf, tuple(a for u, a in zip(units, alphas) if isinstance(u, _CoupledGroups))
+
+
+def _merge(units: list, leaf: list, coupled: list) -> list:
+    """One α per unit, in unit order, from the per-leaf and per-coupled-group lists."""
+    leaf, coupled = iter(leaf), iter(coupled)
+    return [next(leaf) if isinstance(unit, _LeafGroups) else next(coupled) for unit in units]
+
+
+def _leaf_alpha_tree(layout: Layout, units: list, values: list):
+    """The per-leaf α tree: each leaf unit's α at its leaf, MaskedNode on coupled members."""
+    at = {u.leaf: v for u, v in zip([u for u in units if isinstance(u, _LeafGroups)], values)}
+    leaves = iter(range(sum(layout.constrained)))
+    return layout.treedef.unflatten(
+        [at.get(next(leaves), optax.MaskedNode()) if c else optax.MaskedNode() for c in layout.constrained]
+    )
 
 
 def reweighted_group_lasso(
@@ -161,11 +193,13 @@ def reweighted_group_lasso(
 
     def init(params):
         layout = Layout.of(spec, params, "reweighted_group_lasso")
-        penalised = _Penalised.of(spec, params, layout)
-        _leaf_lams(lam, layout, penalised, 0)  # checks the per-leaf paths
+        units = _units(spec, params, layout)
+        _unit_lams(lam, layout, units, 0)  # checks the per-leaf paths
+        leaf_alpha, coupled_alpha = _split(units, _alphas(units, layout.pick(params), eps))
         return GroupLassoState(
             count=jnp.int32(0),
-            alpha=layout.build(_alphas(penalised, layout.pick(params), eps)),
+            alpha=_leaf_alpha_tree(layout, units, leaf_alpha),
+            coupled_alpha=coupled_alpha,
             penalty=jnp.float32(0),
             zero_groups=jnp.int32(0),
             nonfinite=jnp.asarray(False),
@@ -174,36 +208,39 @@ def reweighted_group_lasso(
     def update(updates, state, params=None, **extra_args):
         require_params("reweighted_group_lasso", params)
         layout = Layout.of(spec, params, "reweighted_group_lasso")
-        penalised = _Penalised.of(spec, params, layout)
-        groups = penalised.groups
+        units = _units(spec, params, layout)
         w, u = layout.pick(params), layout.pick(updates)
         ok = inputs_finite(u, extra_args)
-        alpha = layout.pick(state.alpha)
+        stored = jax.tree_util.tree_leaves(state.alpha, is_leaf=lambda x: isinstance(x, optax.MaskedNode))
+        leaf_alpha = [x for x in stored if not isinstance(x, optax.MaskedNode)]
+        alpha = _merge(units, leaf_alpha, list(state.coupled_alpha))
         if reweight_every is not None:
             alpha = lax.cond(
-                due(state.count, reweight_every) & ok, lambda: _alphas(penalised, w, eps), lambda: alpha
+                due(state.count, reweight_every) & ok, lambda: _alphas(units, w, eps), lambda: alpha
             )
-        lams = _leaf_lams(lam, layout, penalised, state.count)
-        if prox:
+        lams = _unit_lams(lam, layout, units, state.count)
+        if prox:  # each unit's group soft-threshold in turn (one pass when no leaf is in two units)
             eta = hyper(learning_rate, state.count)
-            stepped = [a + b for a, b in zip(w, u)]
-            shrunk = [
-                group_soft_threshold(x, grp, eta * lm * al, nm)
-                for x, grp, al, lm, nm in zip(stepped, groups, alpha, lams, penalised.norms(stepped))
-            ]
-            out = [s - a for s, a in zip(shrunk, w)]
-            norms = penalised.norms(shrunk)
-        else:
-            out, norms = [], penalised.norms(w)
-            for x, gi, grp, al, lm, norm in zip(w, u, groups, alpha, lams, norms):
+            x = [a + b for a, b in zip(w, u)]
+            for unit, al, lm in zip(units, alpha, lams):
+                factor = _shrink_factor(unit.norms(x), eta * lm * al)
+                for i, f in unit.spread(factor, x, 1.0).items():
+                    x[i] = x[i] * f.astype(x[i].dtype)
+            out = [s - a for s, a in zip(x, w)]
+            norms = [unit.norms(x) for unit in units]
+        else:  # the subgradient λ α_g W_g / ‖W_g‖, summed over the units a leaf is in
+            out, norms = list(u), [unit.norms(w) for unit in units]
+            for unit, al, lm, norm in zip(units, alpha, lams, norms):
                 scale = jnp.where(norm > 0, lm * al / jnp.where(norm > 0, norm, 1.0), 0.0)
-                out.append(gi + x * grp.spread(scale).astype(x.dtype))
-        counted = [(lm, al, nm) for lm, al, nm, c in zip(lams, alpha, norms, penalised.counted()) if c]
+                for i, f in unit.spread(scale, w, 0.0).items():
+                    out[i] = out[i] + w[i] * f.astype(w[i].dtype)
+        leaf_alpha, coupled_alpha = _split(units, alpha)
         new_state = GroupLassoState(
             count=state.count + 1,
-            alpha=layout.build(alpha),
-            penalty=sum(lm * jnp.sum(al * nm) for lm, al, nm in counted),
-            zero_groups=sum(jnp.sum(nm == 0, dtype=jnp.int32) for _, _, nm in counted),
+            alpha=_leaf_alpha_tree(layout, units, leaf_alpha),
+            coupled_alpha=coupled_alpha,
+            penalty=sum(lm * jnp.sum(al * nm) for lm, al, nm in zip(lams, alpha, norms)),
+            zero_groups=sum(jnp.sum(nm == 0, dtype=jnp.int32) for nm in norms),
             nonfinite=state.nonfinite | ~ok,
         )
         return layout.replace(updates, out), new_state
@@ -215,16 +252,28 @@ def rgl_lambda(spec: Spec, params, sparsity: float, steps: int, lr: float, shrin
     """Per constrained leaf i, λ_i for the proximal reweighted group lasso with α_g = 1/‖W⁰_g‖
     over ``steps`` steps of size ``lr``: the soft-threshold removes lr·λ_i/‖W⁰_g‖ per step, so
     λ_i = shrink·q_i²/(steps·lr) removes a fraction ``shrink`` of a group whose norm is q_i, the
-    ``sparsity``-quantile of leaf i's group norms (the hard-prune boundary of that leaf; the
-    coupled group norms on coupled members, so that they share one λ). Per leaf,
+    ``sparsity``-quantile of leaf i's group norms (the hard-prune boundary of that leaf; for a
+    coupled group, of its channels' norms, keyed by its first member). Per leaf,
     as the paper's per-matrix λ_i, because the group norms of BERT's matrices differ by 2×. The
     paper's λ = 1e-4 (docs/solvers.md, "Reweighted group lasso") is calibrated to ~10⁴
     subgradient steps of a converged GLUE model; on a budget of a few hundred steps it would not
     move a group, so λ is set from the budget instead."""
     layout = Layout.of(spec, params, "rgl_lambda")
-    norms = _Penalised.of(spec, params, layout).norms(layout.pick(params))
-    paths = [p for p, c in zip(layout.paths, layout.constrained) if c]
-    return {
-        path: float(shrink * np.quantile(np.asarray(norm), sparsity) ** 2 / (steps * lr))
-        for path, norm in zip(paths, norms)
-    }
+    w = layout.pick(params)
+    lams = {}
+    for unit in _units(spec, params, layout):
+        norms = np.asarray(unit.norms(w))
+        lams.setdefault(unit.path, float(shrink * np.quantile(norms, sparsity) ** 2 / (steps * lr)))
+    for path, unit_path in _member_paths(spec, params).items():  # members that lead no group
+        lams.setdefault(path, lams[unit_path])
+    return lams
+
+
+def _member_paths(spec: Spec, params) -> dict:
+    """{member path: the first member of its first coupling} over the spec's coupled rules."""
+    out = {}
+    for rule in spec.rules:
+        if isinstance(rule, Coupled):
+            for path in rule.paths:
+                out[path] = rule.couplings[rule.group_of(path)][1][0][0]
+    return out

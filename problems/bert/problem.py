@@ -254,8 +254,8 @@ def _assembled(
     def compact(params, state):
         kept = kept_channels(params, couplings)
         widths = {
-            "layer_heads": tuple(len(kept[f"layer_{i}/heads"]) for i in range(config.layers)),
-            "layer_intermediate": tuple(len(kept[f"layer_{i}/neurons"]) for i in range(config.layers)),
+            "layer_heads": tuple(int(kept[f"layer_{i}/heads"].sum()) for i in range(config.layers)),
+            "layer_intermediate": tuple(int(kept[f"layer_{i}/neurons"].sum()) for i in range(config.layers)),
         }
         smaller = _assembled(
             size, task, replace(config, **widths), splits, {**settings, **widths}, False, recipe

@@ -122,13 +122,39 @@ def test_a_channel_of_size_d_is_d_consecutive_slices_as_an_attention_head():
     assert C.nonzero_slices(spec.project(params)["q"], 1, 2).tolist() == [False, True, False]
 
 
+def test_a_leaf_in_two_couplings_is_masked_by_both_and_ranges_split_an_axis():
+    rng = np.random.default_rng(8)
+    # a -> b -> c, and c also reads a concatenation [b's output, a's output] in its input axis
+    params = {
+        "a": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=(4, 6)), jnp.float32),
+        "c": jnp.asarray(rng.normal(size=(10, 2)), jnp.float32),
+    }
+    couplings = {"a_out": [("a", 1), ("b", 0), ("c", 0, 1, 6)], "b_out": [("b", 1), ("c", 0, 1, 0)]}
+    rule = C.coupled(0.5, couplings)
+    assert not rule.exact and C.coupled(0.5, {"a_out": [("a", 1)]}).exact
+    spec = C.spec([rule])
+    masks = spec.mask(params)
+    a_keep, b_keep = np.asarray(masks["a"]).all(0), np.asarray(masks["b"]).any(0)
+    assert a_keep.sum() == 2 and b_keep.sum() == 3
+    # b is cut along both axes; c's rows 0..5 follow b_out, rows 6..9 follow a_out
+    np.testing.assert_array_equal(np.asarray(masks["b"]), a_keep[:, None] & b_keep[None, :])
+    np.testing.assert_array_equal(np.asarray(masks["c"]).all(1), np.concatenate([b_keep, a_keep]))
+    assert bool(spec.is_feasible(spec.project(params)))
+    with pytest.raises(
+        ValueError, match=r"leaf 'c' \(10, 2\): 4 channels of 1 from slice 7 along axis 0 do not fit"
+    ):
+        C.spec([C.coupled(0.5, {"a_out": [("a", 1), ("c", 0, 1, 7)]})]).mask(params)
+    with pytest.raises(ValueError, match="needs a member without start"):
+        C.coupled(0.5, {"g": [("c", 0, 1, 0)]})
+
+
 def test_per_leaf_views_are_the_slices_along_the_coupled_axis():
     params, couplings = _tree(np.random.default_rng(3), [3])
     spec = C.spec([C.coupled(0.5, couplings)])
     assert spec.constraints(params)["l0"]["conv"] == C.Block((1,), 0.5, axes=(3,))
     groups = spec.groups(params)["l0"]["next"]
     assert groups.count == 3 and groups.ids[:, 0].tolist() == [0, 1, 2]
-    assert spec.couplings(params) == [(0, 0)] * 3
     assert "coupled(0.5) group channels0 axis 3" in spec.describe(params)
 
 
@@ -141,7 +167,11 @@ def test_per_leaf_views_are_the_slices_along_the_coupled_axis():
             r"group 'g': its slices disagree in size "
             r"\(channels per leaf: l0/conv \(2, 2, 3, 4\) axis 3: 4, l0/next \(4, 5\) axis 1: 5\)",
         ),
-        ({"g": [("l0/conv", 3)], "h": [("l0/conv", 3)]}, {}, "leaf 'l0/conv' is also a member of group 'g'"),
+        (
+            {"g": [("l0/conv", 3)], "h": [("l0/conv", 3)]},
+            {},
+            "group 'h': leaf 'l0/conv' axis 3 is also in group 'g' over the same slices",
+        ),
         ({"g": [("l0/conv", 4)]}, {}, r"axis 4 is out of range for leaf 'l0/conv' \(2, 2, 3, 4\)"),
         ({"g": [("l0/conv", 3)]}, {"round_to": 0}, "round_to must be a positive int, got 0"),
         ({"g": [("l0/next", 1, 2)]}, {}, "has 5 slices along axis 1, not a multiple of its channel size 2"),

@@ -38,10 +38,10 @@ def _channel_zeroed(params, couplings, removed):
     paths, leaves, treedef = leaves_with_paths(params)
     leaves = dict(zip(paths, leaves))
     for name, members in couplings.items():
-        for path, axis, size in members:
+        for path, axis, size, start in members:
             drop = np.zeros(np.shape(leaves[path])[axis], bool)
             for j in removed[name]:
-                drop[j * size : (j + 1) * size] = True
+                drop[(start or 0) + j * size : (start or 0) + (j + 1) * size] = True
             shape = [-1 if a == axis % leaves[path].ndim else 1 for a in range(leaves[path].ndim)]
             leaves[path] = jnp.where(drop.reshape(shape), 0.0, leaves[path])
     return jax.tree_util.tree_unflatten(treedef, [leaves[p] for p in paths])

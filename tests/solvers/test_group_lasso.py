@@ -171,5 +171,27 @@ def test_a_coupled_channel_is_one_group_across_its_leaves():
     lams = solvers.rgl_lambda(s, params, 0.5, 10, 1e-2)
     assert len(set(lams.values())) == 1
     assert lams["bn"] == pytest.approx(0.5 * np.quantile(norms, 0.5) ** 2 / 0.1, rel=1e-5)
-    with pytest.raises(ValueError, match="members of one coupled group and need one lam"):
-        solvers.reweighted_group_lasso(s, {"conv": 0.1, "bn": 0.2, "next": 0.1}).init(params)
+    # a coupled group takes the λ of its first member
+    tx = solvers.reweighted_group_lasso(s, {"conv": lam, "bn": 9.0, "next": 9.0}, eps=eps)
+    updates, _ = tx.update(zero, tx.init(params), params)
+    np.testing.assert_allclose(updates["bn"], np.asarray(params["bn"]) * factor, rtol=1e-5)
+
+
+def test_a_leaf_in_two_coupled_groups_gets_both_subgradients():
+    rng = np.random.default_rng(9)
+    params = {
+        k: jnp.asarray(rng.standard_normal(shape), jnp.float32) for k, shape in [("a", (3, 4)), ("b", (4, 5))]
+    }
+    rule = coupled(0.5, {"a_out": [("a", 1), ("b", 0)], "b_out": [("b", 1)]})
+    tx = solvers.reweighted_group_lasso(spec([rule]), 0.2, eps=1e-9)
+    zero = {k: jnp.zeros_like(v) for k, v in params.items()}
+    updates, state = tx.update(zero, tx.init(params), params)
+    a, b = (np.asarray(params[k], np.float64) for k in "ab")
+    g1 = np.sqrt((a**2).sum(0) + (b**2).sum(1))  # a_out channels
+    g2 = np.sqrt((b**2).sum(0))  # b_out channels
+    # α = 1/‖g‖, so each term is λ w / ‖g‖²
+    want_b = 0.2 * b / (g1**2)[:, None] + 0.2 * b / (g2**2)[None, :]
+    np.testing.assert_allclose(updates["b"], want_b, rtol=1e-4)
+    np.testing.assert_allclose(updates["a"], 0.2 * a / (g1**2)[None, :], rtol=1e-4)
+    assert float(state.penalty) == pytest.approx(0.2 * (len(g1) + len(g2)), rel=1e-5)
+    assert len(state.coupled_alpha) == 2
