@@ -48,6 +48,7 @@ def kept_channels(params, couplings: dict) -> dict[str, np.ndarray]:
     flat = _flat(params)
     rule = Coupled(couplings, 0.0)
     leaves = {p: _leaf(flat, p, rule.couplings[rule.group_of(p)][0], "params") for p in rule.paths}
+    rule.check(leaves)
     out = {}
     for c, (name, members) in enumerate(rule.couplings):
         n, alive = rule.extent(c, leaves), np.zeros(0, bool)

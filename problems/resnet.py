@@ -6,9 +6,12 @@ CIFAR ResNet-(6n+2): a 3×3 stem conv, 3 stages of n BasicBlocks (widths 16/32/6
 ResNet-18-mini: 4 stages × 2 BasicBlocks, widths 16/32/64/128. Pruned by default: every conv of
 the blocks (the stem conv and the head stay dense, as in the seed papers).
 
-Coupled structure ``inner``: each block's inner channels — conv1's output filter, bn1's scale,
-bias and running statistics, conv2's input slice — removed together by ``compact`` (a block's
-``inner`` width). The channels a residual add joins (a stage's width) stay whole.
+Coupled structures, removed by ``compact``: ``inner``, each block's inner channels (conv1's
+filter, bn1's scale, bias and running statistics, conv2's input slice; the block's ``inner``
+width); ``stage``, the channels a stage's residual adds join (every filter written into the stage's
+stream — the stem or the first block's projection, each block's conv2 — with its BatchNorm, and
+every input slice read from it: the blocks' conv1, the next stage's conv1 and projection, the
+head's rows; the stage's width); ``channels``, both in one rule.
 """
 
 from __future__ import annotations
@@ -99,22 +102,60 @@ def inner_couplings(blocks: tuple[int, ...]) -> dict:
     }
 
 
-def _compaction(blocks, widths):
-    """(params, state) -> the ResNet without the all-zero inner channels (see ``classifier``)."""
-    couplings = inner_couplings(blocks)
-    statistics = {
-        name: [(f"batch_stats/{name[: -len('/inner')]}/bn1/{s}", 0) for s in ("mean", "var")]
-        for name in couplings
+def _stage_writers(blocks, stage: int) -> list[str]:
+    """The norm layers' owners whose output is stage ``stage``'s stream: (conv, its BatchNorm)."""
+    names = [b for b in block_names(blocks) if b.startswith(f"stage{stage + 1}_")]
+    first = [("stem", "stem_bn")] if stage == 0 else [(f"{names[0]}/proj", f"{names[0]}/proj_bn")]
+    return first + [(f"{b}/conv2", f"{b}/bn2") for b in names]
+
+
+def stage_couplings(blocks: tuple[int, ...]) -> dict:
+    """{"stage<i>/channels": members}: the filters written into stage i's residual stream with
+    their BatchNorms, and every input slice that reads the stream."""
+    out = {}
+    for i in range(len(blocks)):
+        writers = [m for conv, bn in _stage_writers(blocks, i) for m in _filter(conv, bn)]
+        # a stage's first block reads the stage before it (but stage 1's reads the stem)
+        readers = [
+            (f"stage{i + 1}_block{j + 1}/conv1/kernel", 2) for j in range(0 if i == 0 else 1, blocks[i])
+        ]
+        if i + 1 < len(blocks):
+            readers += [(f"stage{i + 2}_block1/conv1/kernel", 2), (f"stage{i + 2}_block1/proj/kernel", 2)]
+        else:
+            readers += [("head/kernel", 0)]
+        out[f"stage{i + 1}/channels"] = writers + readers
+    return out
+
+
+def _filter(conv: str, bn: str) -> list:
+    return [(f"{conv}/kernel", 3), (f"{bn}/scale", 0), (f"{bn}/bias", 0)]
+
+
+def _statistics(bn: str) -> list:
+    return [(f"batch_stats/{bn}/{s}", 0) for s in ("mean", "var")]
+
+
+def _compaction(blocks):
+    """(params, state) -> the ResNet without the all-zero coupled channels (see ``classifier``)."""
+    inner, stages = inner_couplings(blocks), stage_couplings(blocks)
+    statistics = {name: _statistics(f"{name[: -len('/inner')]}/bn1") for name in inner}
+    statistics |= {
+        f"stage{i + 1}/channels": [m for _, bn in _stage_writers(blocks, i) for m in _statistics(bn)]
+        for i in range(len(blocks))
     }
+    couplings = inner | stages
 
     def compaction(params, state):
         kept = kept_channels(params, couplings)
-        inner = tuple(int(kept[name].sum()) for name in couplings)
+        config = {
+            "widths": tuple(int(kept[name].sum()) for name in stages),
+            "inner": tuple(int(kept[name].sum()) for name in inner),
+        }
         return (
             take_channels(params, couplings, kept, "params"),
             take_channels(state, statistics, kept, "state"),
-            ResNet(blocks, widths, inner=inner),
-            {"inner": inner},
+            ResNet(blocks, config["widths"], inner=config["inner"]),
+            config,
         )
 
     return compaction
@@ -145,6 +186,10 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         groups=conv_groups(PRUNABLE),
         size=size,
         config=config,
-        coupled={"inner": coupled_structure(inner_couplings(blocks))},
-        compaction=_compaction(blocks, widths),
+        coupled={
+            "inner": coupled_structure(inner_couplings(blocks)),
+            "stage": coupled_structure(stage_couplings(blocks)),
+            "channels": coupled_structure(inner_couplings(blocks) | stage_couplings(blocks)),
+        },
+        compaction=_compaction(blocks),
     )

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from prunax import problems
 from prunax.constraints import leaves_with_paths
+from prunax.problems._compaction import kept_channels
 
-COMPACTABLE = {"resnet": "inner", "bert": "head+neuron"}
+COMPACTABLE = {"resnet": "channels", "bert": "head+neuron"}
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,16 @@ def test_a_problem_without_coupled_structures_has_no_compaction():
     params, state = problem.init(jax.random.key(0))
     with pytest.raises(ValueError, match="quantum: has no compaction"):
         problems.compact(problem, params, state)
+
+
+def test_a_coupling_that_would_leave_mismatched_widths_is_refused(built):
+    _, params, _ = built["resnet"]
+    # a residual add joins stage 1's conv2 filters with the stem's, not with stage 2's
+    wrong = {"stream": [("stage1_block1/conv2/kernel", 3), ("stage2_block1/conv2/kernel", 3)]}
+    message = (
+        r"coupled group 'stream': its slices disagree in size \(channels per leaf: "
+        r"stage1_block1/conv2/kernel \(3, 3, 8, 8\) axis 3: 8, "
+        r"stage2_block1/conv2/kernel \(3, 3, 16, 16\) axis 3: 16\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        kept_channels(params, wrong)

@@ -24,7 +24,7 @@ def test_a_compacted_resnet_round_trips_bit_for_bit(tmp_path):
     saved = problems.load(path)
     _equal_trees(saved.params, compacted.params)
     _equal_trees(saved.state, compacted.state)
-    assert saved.config == {"inner": [4, 8, 16]}
+    assert saved.config == {"widths": [8, 16, 32], "inner": [4, 8, 16]}
     # the loaded arrays run the compact model
     batch = {"x": next(problem.batches("test", jax.random.key(0), 2))["x"]}
     np.testing.assert_array_equal(
