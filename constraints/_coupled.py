@@ -289,8 +289,9 @@ class Coupled:
 
 def channel_reduce(x, axis: int, size: int, start: int | None, n: int | None, reduce):
     """``reduce`` over each of the n channels of a member (``size`` consecutive slices along
-    ``axis`` from ``start``; the whole axis when ``start`` is None): shape (n,)."""
-    x = jnp.moveaxis(x, axis % x.ndim, 0)
+    ``axis`` from ``start``; the whole axis when ``start`` is None): shape (n,). NumPy in, NumPy
+    out (nothing to compile), else JAX."""
+    x = (np if isinstance(x, np.ndarray) else jnp).moveaxis(x, axis % x.ndim, 0)
     if start is not None:
         x = x[start : start + n * size]
     return reduce(x.reshape(x.shape[0] // size, -1), axis=1)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from prunax.constraints import Coupled, coupled, nonzero_slices, spec
+from prunax.constraints import Coupled, channel_reduce, coupled, nonzero_slices, spec
 
 from ._protocol import Problem
 
@@ -53,7 +53,7 @@ def kept_channels(params, couplings: dict) -> dict[str, np.ndarray]:
     for c, (name, members) in enumerate(rule.couplings):
         n, alive = rule.extent(c, leaves), np.zeros(0, bool)
         for path, axis, size, start in members:
-            used = np.asarray(nonzero_slices(leaves[path], axis, size, start, n))
+            used = channel_reduce(np.asarray(leaves[path]) != 0, axis, size, start, n, np.any)
             alive = used if alive.size == 0 else alive | used
         out[name] = alive if alive.any() else np.arange(n) == 0
     return out
@@ -67,7 +67,7 @@ def take_channels(tree, members_of: dict, kept: dict, what: str):
     flat = _flat(tree)
     rule = Coupled(members_of, 0.0)
     for path in rule.paths:
-        leaf = jnp.asarray(_leaf(flat, path, rule.couplings[rule.group_of(path)][0], what))
+        leaf = np.asarray(_leaf(flat, path, rule.couplings[rule.group_of(path)][0], what))
         keep = {}  # axis -> which slices stay
         for c, (_, axis, size, start) in rule.memberships(path):
             name, axis = rule.couplings[c][0], axis % leaf.ndim
@@ -76,8 +76,8 @@ def take_channels(tree, members_of: dict, kept: dict, what: str):
             for j in np.flatnonzero(~kept[name]):
                 stays[first + j * size : first + (j + 1) * size] = False
         for axis, stays in keep.items():
-            leaf = jnp.take(leaf, np.flatnonzero(stays), axis=axis)
-        flat[path] = leaf
+            leaf = np.take(leaf, np.flatnonzero(stays), axis=axis)
+        flat[path] = jnp.asarray(leaf)
     return traverse_util.unflatten_dict(flat, sep="/")
 
 

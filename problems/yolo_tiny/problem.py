@@ -3,7 +3,10 @@
 The data, the mirror augmentation and the problem factory; the loss and decoder are in ``loss``.
 Training mirrors each image left-right with probability ½ (the loss's key; the shapes are
 symmetric). Pruned by default: every CBL conv but the first (the two 1×1 output convs stay dense,
-as in the seed papers).
+as in the seed papers). Coupled structure ``filters``: each CBL's filters with their BatchNorm
+(scale, bias, running statistics) and the input slices of every conv that reads them — cbl5's
+feed cbl6 and, after the upsampled cbl10 output in the concatenation, cbl11 — removed by
+``compact`` (per-layer widths in the smaller model's config).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from .. import detection
 from .._batching import padded_map, select
+from .._compaction import Compacted, coupled_structure, kept_channels, take_channels
 from .._factory import assemble, size_entry
 from .._groups import conv_groups
 from .._protocol import Problem, check_batch, data_digest
@@ -93,7 +97,44 @@ def _closures(model: YoloTiny, splits: dict):
         score = detection.box_mean_ap(boxes, scores, labels, arrays["boxes"], arrays["labels"], classes, 0.5)
         return {"mAP@0.5": score, "detections_per_image": float(np.mean(np.sum(labels >= 0, 1)))}
 
-    return init, loss, evaluate
+    def forward(params, state, batch):
+        return model.apply({"params": params, **state}, batch["x"], train=False)
+
+    return init, loss, evaluate, forward
+
+
+# cbl k -> the convs that read its output (cbl11 reads [upsampled cbl10, cbl5] concatenated)
+_READERS = {
+    1: ["cbl2"],
+    2: ["cbl3"],
+    3: ["cbl4"],
+    4: ["cbl5"],
+    5: ["cbl6", "cbl11"],
+    6: ["cbl7"],
+    7: ["cbl8"],
+}
+_READERS |= {8: ["cbl9", "cbl10"], 9: ["out32"], 10: ["cbl11"], 11: ["out16"]}
+
+
+def filter_couplings(widths: tuple[int, ...]) -> dict:
+    """{"cbl<k>/filters": members} for the CBL widths ``widths`` (cbl1 .. cbl11)."""
+    out = {}
+    for k, readers in _READERS.items():
+        members = [(f"cbl{k}/conv/kernel", 3), (f"cbl{k}/bn/scale", 0), (f"cbl{k}/bn/bias", 0)]
+        for reader in readers:
+            conv = "" if reader.startswith("out") else "/conv"
+            start = {10: 0, 5: widths[9]}[k] if reader == "cbl11" else None
+            members.append(
+                (f"{reader}{conv}/kernel", 2, 1, start)
+                if start is not None
+                else (f"{reader}{conv}/kernel", 2)
+            )
+        out[f"cbl{k}/filters"] = members
+    return out
+
+
+def _statistics() -> dict:
+    return {f"cbl{k}/filters": [(f"batch_stats/cbl{k}/bn/{s}", 0) for s in ("mean", "var")] for k in _READERS}
 
 
 def _forward(model: YoloTiny) -> Callable:
@@ -113,18 +154,44 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "seed": seed,
         "data": data_digest(splits["train"]),  # the cache key changes with the generated training data
     }
-    model = YoloTiny(width, len(shapes.CLASSES))
-    closures = _closures(model, splits)
     recipe = adam_recipe(5e-3, epochs, 32, schedule="warmup-cosine", clip=10.0)
+    return _assembled(size, config, splits, YoloTiny(width, len(shapes.CLASSES)), recipe)
+
+
+def _assembled(size: str, config: dict, splits: dict, model: YoloTiny, recipe) -> Problem:
+    """The Problem of ``model`` (also a compacted one) over ``splits``."""
+    *closures, forward = _closures(model, splits)
+    couplings = filter_couplings(model.widths())
+
+    def compact(params, state):
+        kept = kept_channels(params, couplings)
+        widths = {"channels": tuple(int(kept[f"cbl{k}/filters"].sum()) for k in _READERS)}
+        smaller = _assembled(
+            size,
+            {**config, **widths},
+            splits,
+            YoloTiny(model.width, model.classes, widths["channels"]),
+            recipe,
+        )
+        return Compacted(
+            take_channels(params, couplings, kept, "params"),
+            take_channels(state, _statistics(), kept, "state"),
+            widths,
+            smaller,
+        )
+
     return assemble(
         "yolo_tiny",
         size,
         config,
         splits,
-        closures,
+        tuple(closures),
         metric="mAP@0.5",
         prunable=PRUNABLE,
         recipe=recipe,
         groups=conv_groups(PRUNABLE),
         recalibrate=recalibration("yolo_tiny", _forward(model), closures[0], splits["train"]),
+        coupled={"filters": coupled_structure(couplings)},
+        forward=forward,
+        compact=compact,
     )
