@@ -21,26 +21,33 @@ _BN = partial(nn.BatchNorm, momentum=0.9, epsilon=1e-3)
 
 
 class Stage(nn.Module):
-    """conv 3×3 stride 2 + BN + ReLU, conv 3×3 + BN + ReLU."""
+    """conv 3×3 stride 2 + BN + ReLU, conv 3×3 + BN + ReLU (``inner``: conv1's filters, None:
+    ``features``)."""
 
     features: int
+    inner: int | None = None
 
     @nn.compact
     def __call__(self, x, train: bool):
+        widths = (self.features if self.inner is None else self.inner, self.features)
         for j, stride in enumerate((2, 1)):
-            x = nn.Conv(self.features, (3, 3), stride, padding="SAME", use_bias=False, name=f"conv{j + 1}")(x)
+            x = nn.Conv(widths[j], (3, 3), stride, padding="SAME", use_bias=False, name=f"conv{j + 1}")(x)
             x = nn.relu(_BN(use_running_average=not train, name=f"bn{j + 1}")(x))
         return x
 
 
 class PointPillars(nn.Module):
     """Pillars (B, P, N, 9) and their cells (B, P; −1 unused) → class logits (B, X, Y, 2), box
-    residuals (B, X, Y, 2, 7) and direction logits (B, X, Y, 2, 2)."""
+    residuals (B, X, Y, 2, 7) and direction logits (B, X, Y, 2, 2). ``inner`` (per block, conv1's
+    filters) and ``ups`` (per block, its deconv's filters) come from compaction; None: ``widths``
+    and ``up``."""
 
     cells: tuple[int, int]
     pfn: int
     widths: tuple[int, ...]
     up: int
+    inner: tuple[int, ...] | None = None
+    ups: tuple[int, ...] | None = None
 
     @nn.compact
     def __call__(self, features, cells, train: bool = False):
@@ -53,11 +60,16 @@ class PointPillars(nn.Module):
         canvas = jax.vmap(lambda s, p: jnp.zeros((nx * ny + 1, self.pfn)).at[s].set(p))(slots, pillars)
         x = canvas[:, :-1].reshape(-1, nx, ny, self.pfn)
         ups = []
+        inner = self.inner or (None,) * len(self.widths)
         for i, width in enumerate(self.widths):
-            x = Stage(width, name=f"block{i + 1}")(x, train)
+            x = Stage(width, inner[i], name=f"block{i + 1}")(x, train)
             stride = 2**i
             up = nn.ConvTranspose(
-                self.up, (stride, stride), (stride, stride), use_bias=False, name=f"up{i + 1}"
+                self.up if self.ups is None else self.ups[i],
+                (stride, stride),
+                (stride, stride),
+                use_bias=False,
+                name=f"up{i + 1}",
             )(x)
             ups.append(nn.relu(bn(f"up{i + 1}_bn")(up)))
         x = jnp.concatenate(ups, -1)

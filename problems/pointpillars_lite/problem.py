@@ -3,7 +3,11 @@ scenes (``scenes``), BEV AP (docs/problems.md, "pointpillars_lite").
 
 The data and the problem factory; anchors, targets, loss and decoder are in ``loss``. The metric
 is BEV centre-distance AP averaged over 0.5, 1 and 2 m. Pruned by default: the backbone convs
-(the pillar net, deconvs and head stay dense).
+(the pillar net, deconvs and head stay dense). Coupled structures, removed by ``compact``:
+``filters``, the backbone's — each conv's filters with their BatchNorm and the input slices of
+the convs that read them (a block's conv2 feeds the next block and its deconv) — and
+``channels``, those plus the pillar net's units (read by block 1) and each deconv's filters (read
+by the three heads from their range of the concatenation).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from prunax.constraints import Block, spec
 
 from .. import detection
 from .._batching import padded_map, select
+from .._compaction import Compacted, coupled_structure, kept_channels, take_channels
 from .._factory import assemble, size_entry
 from .._groups import conv_groups
 from .._protocol import Problem, check_batch, data_digest
@@ -94,7 +99,52 @@ def _closures(
         ap = detection.centre_distance_ap(centres, scores, kept, boxes[..., :2], valid)
         return {"bev_ap": ap, "detections_per_scene": float(kept.sum(1).mean())}
 
-    return init, loss, evaluate
+    def forward(params, state, batch):
+        return model.apply({"params": params, **state}, batch["features"], batch["cells"], train=False)
+
+    return init, loss, evaluate, forward
+
+
+_HEADS = ("head_cls", "head_box", "head_dir")
+
+
+def _filter(conv: str, bn: str, axis: int = 3) -> list:
+    return [(f"{conv}/kernel", axis), (f"{bn}/scale", 0), (f"{bn}/bias", 0)]
+
+
+def backbone_couplings(blocks: int) -> dict:
+    """{"block<i>/conv<j>": members}: the backbone's filters, their BatchNorms and readers."""
+    out = {}
+    for i in range(1, blocks + 1):
+        b = f"block{i}"
+        out[f"{b}/conv1"] = [*_filter(f"{b}/conv1", f"{b}/bn1"), (f"{b}/conv2/kernel", 2)]
+        readers = [(f"up{i}/kernel", 2)] + ([(f"block{i + 1}/conv1/kernel", 2)] if i < blocks else [])
+        out[f"{b}/conv2"] = [*_filter(f"{b}/conv2", f"{b}/bn2"), *readers]
+    return out
+
+
+def channel_couplings(model: PointPillars) -> dict:
+    """``backbone_couplings`` plus the pillar net's units and each deconv's filters."""
+    ups = model.ups or (model.up,) * len(model.widths)
+    out = {"pfn/units": [*_filter("pfn", "pfn_bn", 1), ("block1/conv1/kernel", 2)]}
+    for i, start in enumerate(np.cumsum((0, *ups[:-1]))):
+        out[f"up{i + 1}/filters"] = [*_filter(f"up{i + 1}", f"up{i + 1}_bn")] + [
+            (f"{h}/kernel", 2, 1, int(start)) for h in _HEADS
+        ]
+    return out | backbone_couplings(len(model.widths))
+
+
+def _statistics(couplings: dict) -> dict:
+    """The running statistics of the BatchNorm in each coupling."""
+    return {
+        name: [
+            (f"batch_stats/{p[: -len('/scale')]}/{s}", 0)
+            for p, *_ in members
+            if p.endswith("/scale")
+            for s in ("mean", "var")
+        ]
+        for name, members in couplings.items()
+    }
 
 
 def _forward(model: PointPillars) -> Callable:
@@ -123,20 +173,52 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         "seed": seed,
         "data": data_digest(train),  # the cache key changes with the generated training data
     }
+    recipe = adam_recipe(2e-3, epochs, 8, schedule="warmup-cosine", clip=10.0)
     model = PointPillars(grid.cells, pfn, widths, up)
-    closures = _closures(model, grid, anchor, splits, truth)
+    return _assembled(size, config, splits, truth, model, grid, anchor, recipe)
+
+
+def _assembled(size, config, splits, truth, model: PointPillars, grid, anchor, recipe) -> Problem:
+    """The Problem of ``model`` (also a compacted one) over ``splits``."""
+    *closures, forward = _closures(model, grid, anchor, splits, truth)
     groups = conv_groups(PRUNABLE)
     groups["pfn_unit"] = lambda s: spec([(r"^pfn/kernel$", Block((1,), s, axes=(1,)))])
-    recipe = adam_recipe(2e-3, epochs, 8, schedule="warmup-cosine", clip=10.0)
+    couplings = channel_couplings(model)
+
+    def compact(params, state):
+        kept = kept_channels(params, couplings)
+        count = lambda name: int(kept[name].sum())  # noqa: E731
+        blocks = range(1, len(model.widths) + 1)
+        widths = {
+            "pfn": count("pfn/units"),
+            "widths": tuple(count(f"block{i}/conv2") for i in blocks),
+            "inner": tuple(count(f"block{i}/conv1") for i in blocks),
+            "ups": tuple(count(f"up{i}/filters") for i in blocks),
+        }
+        smaller_model = PointPillars(model.cells, **widths, up=model.up)
+        smaller = _assembled(size, {**config, **widths}, splits, truth, smaller_model, grid, anchor, recipe)
+        return Compacted(
+            take_channels(params, couplings, kept, "params"),
+            take_channels(state, _statistics(couplings), kept, "state"),
+            widths,
+            smaller,
+        )
+
     return assemble(
         "pointpillars_lite",
         size,
         config,
         splits,
-        closures,
+        tuple(closures),
         metric="bev_ap",
         prunable=PRUNABLE,
         recipe=recipe,
         groups=groups,
-        recalibrate=recalibration("pointpillars_lite", _forward(model), closures[0], train),
+        recalibrate=recalibration("pointpillars_lite", _forward(model), closures[0], splits["train"]),
+        coupled={
+            "filters": coupled_structure(backbone_couplings(len(model.widths))),
+            "channels": coupled_structure(couplings),
+        },
+        forward=forward,
+        compact=compact,
     )
