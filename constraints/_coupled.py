@@ -25,7 +25,8 @@ for ``normalize=None``): per coupling the best u channels are its u most energet
 energies sorted the value of a coupling's next chunk never grows, so one top-k over all chunk
 energies picks an optimal prefix of chunks in every coupling. A leaf may also be in several
 couplings along different axes (a conv's input channels belong to the layer before it, its
-filters to itself) or over disjoint ranges of one axis; then each coupling ranks its channels by
+filters to itself) or over disjoint ranges of one axis (also twice in one coupling: the real and
+imaginary halves of a concatenation); then each coupling ranks its channels by
 the energies of the given weights and a leaf's mask is the intersection of its couplings' masks —
 feasible, but no longer the exact projection (``exact`` is False). Ties go to the lower channel
 (and chunk) index; a channel with a NaN in any slice is never kept (nor is a chunk holding one).
@@ -104,8 +105,6 @@ class Coupled:
                 _fail(f"group {name!r}", "has no members")
             if all(m[3] is not None for m in members):
                 _fail(f"group {name!r}", "needs a member without start (one that covers its whole axis)")
-            if len({m[0] for m in members}) < len(members):
-                _fail(f"group {name!r}", "names one leaf twice")
             couplings.append((name, members))
         if not couplings:
             _fail("rule", "needs at least one coupling")

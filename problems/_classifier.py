@@ -38,7 +38,6 @@ def classifier(
     metrics: Callable[[dict], dict] | None = None,
     size: str = "custom",
     config: dict | None = None,
-    coupled: dict | None = None,
     compaction: Callable | None = None,
 ) -> Problem:
     """The Problem of classifying ``train`` and ``test``, each ``(x, y)``: x float (N, ...), y
@@ -52,10 +51,11 @@ def classifier(
     smaller). ``groups``: {structure: sparsity -> Spec}. ``metrics(params)``: extra entries of
     ``evaluate`` (e.g. operation counts) besides "accuracy" and "loss" (mean negative
     log-likelihood). ``config`` keys the pretrained cache; by default the model's repr and a
-    digest of the training data. ``coupled``: {structure: (sparsity, round_to, shared) -> Spec}
-    (``Problem.coupled``); ``compaction(params, state) -> (params, state, smaller model, widths)``
-    removes the all-zero coupled channels, and the Problem's ``compact`` wraps it (the smaller
-    model as a classifier of the same data, its config the widths added to this one's).
+    digest of the training data. ``compaction(model) -> (coupled, compact)``: the model's coupled
+    structures ({structure: (sparsity, round_to, shared) -> Spec}, ``Problem.coupled``) and
+    ``compact(params, state) -> (params, state, smaller model, widths)`` removing the all-zero
+    coupled channels; the Problem's ``compact`` wraps it (the smaller model as a classifier of the
+    same data, its config the widths added to this one's).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"{name}: model must be a flax.linen Module, got {type(model).__name__}")
@@ -74,8 +74,10 @@ def classifier(
     closures = _closures(name, model, splits, mode, metrics)
     closures, forward = closures[:3], closures[3]
 
+    coupled, cut = compaction(model) if compaction is not None else ({}, None)
+
     def compact(params, state):
-        smaller_params, smaller_state, smaller_model, widths = compaction(params, state)
+        smaller_params, smaller_state, smaller_model, widths = cut(params, state)
         smaller = classifier(
             name,
             smaller_model,
@@ -87,7 +89,6 @@ def classifier(
             metrics=metrics,
             size=size,
             config={**config, **widths},
-            coupled=coupled,
             compaction=compaction,
         )
         return Compacted(smaller_params, smaller_state, widths, smaller)
@@ -103,7 +104,7 @@ def classifier(
         recipe=recipe,
         groups=groups or {},
         recalibrate=recalibration(name, _training_forward(model, mode), closures[0], splits["train"]),
-        coupled=coupled or {},
+        coupled=coupled,
         forward=forward,
         compact=None if compaction is None else compact,
     )

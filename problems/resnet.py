@@ -135,8 +135,10 @@ def _statistics(bn: str) -> list:
     return [(f"batch_stats/{bn}/{s}", 0) for s in ("mean", "var")]
 
 
-def _compaction(blocks):
-    """(params, state) -> the ResNet without the all-zero coupled channels (see ``classifier``)."""
+def _compaction(model: ResNet):
+    """The coupled structures of ``model`` and (params, state) -> the ResNet without the
+    all-zero coupled channels (see ``classifier``)."""
+    blocks = model.blocks
     inner, stages = inner_couplings(blocks), stage_couplings(blocks)
     statistics = {name: _statistics(f"{name[: -len('/inner')]}/bn1") for name in inner}
     statistics |= {
@@ -154,11 +156,16 @@ def _compaction(blocks):
         return (
             take_channels(params, couplings, kept, "params"),
             take_channels(state, statistics, kept, "state"),
-            ResNet(blocks, config["widths"], inner=config["inner"]),
+            ResNet(blocks, config["widths"], model.classes, inner=config["inner"]),
             config,
         )
 
-    return compaction
+    structures = {
+        "inner": coupled_structure(inner),
+        "stage": coupled_structure(stages),
+        "channels": coupled_structure(couplings),
+    }
+    return structures, compaction
 
 
 def _sgd_recipe(epochs: int) -> Recipe:
@@ -186,10 +193,5 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         groups=conv_groups(PRUNABLE),
         size=size,
         config=config,
-        coupled={
-            "inner": coupled_structure(inner_couplings(blocks)),
-            "stage": coupled_structure(stage_couplings(blocks)),
-            "channels": coupled_structure(inner_couplings(blocks) | stage_couplings(blocks)),
-        },
-        compaction=_compaction(blocks),
+        compaction=_compaction,
     )

@@ -76,9 +76,9 @@ class _LeafGroups:
     def norms(self, w: list):
         return self.groups.norms(w[self.leaf])
 
-    def spread(self, values, w: list, fill) -> dict:
+    def spread(self, values, w: list, fill) -> list:
         del fill  # the groups cover the whole leaf
-        return {self.leaf: self.groups.spread(values)}
+        return [(self.leaf, self.groups.spread(values))]
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,9 @@ class _CoupledGroups:
         )
         return jnp.sqrt(total)
 
-    def spread(self, values, w: list, fill) -> dict:
-        return {i: spread_channels(values, w[i].shape, a, z, s, fill) for i, a, z, s in self.members}
+    def spread(self, values, w: list, fill) -> list:
+        """(leaf position, per-entry values) per member; a leaf may come twice (two ranges)."""
+        return [(i, spread_channels(values, w[i].shape, a, z, s, fill)) for i, a, z, s in self.members]
 
 
 def _units(spec: Spec, params, layout: Layout) -> list:
@@ -224,7 +225,7 @@ def reweighted_group_lasso(
             x = [a + b for a, b in zip(w, u)]
             for unit, al, lm in zip(units, alpha, lams):
                 factor = _shrink_factor(unit.norms(x), eta * lm * al)
-                for i, f in unit.spread(factor, x, 1.0).items():
+                for i, f in unit.spread(factor, x, 1.0):
                     x[i] = x[i] * f.astype(x[i].dtype)
             out = [s - a for s, a in zip(x, w)]
             norms = [unit.norms(x) for unit in units]
@@ -232,7 +233,7 @@ def reweighted_group_lasso(
             out, norms = list(u), [unit.norms(w) for unit in units]
             for unit, al, lm, norm in zip(units, alpha, lams, norms):
                 scale = jnp.where(norm > 0, lm * al / jnp.where(norm > 0, norm, 1.0), 0.0)
-                for i, f in unit.spread(scale, w, 0.0).items():
+                for i, f in unit.spread(scale, w, 0.0):
                     out[i] = out[i] + w[i] * f.astype(w[i].dtype)
         leaf_alpha, coupled_alpha = _split(units, alpha)
         new_state = GroupLassoState(

@@ -143,6 +143,44 @@ class BCNN(nn.Module):
         return nn.Dense(self.classes, name="head")(pooled)
 
 
+def filter_couplings(model: BCNN, layers: tuple[str, ...]) -> dict:
+    """{"<conv>/filters": members} for the convs ``layers`` ("stem", "block1", ...): a complex
+    filter (A and B) with the next block's complex BatchNorm parameters and input channel — or,
+    after the last block, the head BatchNorm's and the head's rows for the real and imaginary
+    means."""
+    convs = ["stem", *(f"block{i + 1}" for i in range(len(model.widths)))]
+    widths = [model.stem, *model.widths]
+    out = {}
+    for i, conv in enumerate(convs):
+        if conv not in layers:
+            continue
+        kernel = "stem/kernel" if conv == "stem" else f"{conv}/conv/kernel"
+        last = i + 1 == len(convs)
+        bn = "head_bn" if last else f"{convs[i + 1]}/bn"
+        members = [(kernel, 2), *_norm_members(bn, "")]
+        if last:
+            members += [("head/kernel", 0, 1, 0), ("head/kernel", 0, 1, widths[i])]
+        else:
+            members.append((f"{convs[i + 1]}/conv/kernel", 1))
+        out[f"{conv}/filters"] = members
+    return out
+
+
+def _norm_members(bn: str, prefix: str) -> list:
+    """A complex BatchNorm's per-channel slices: parameters (``prefix`` "") or statistics."""
+    if prefix:
+        return [(f"{prefix}{bn}/mean", 1), (f"{prefix}{bn}/cov", 1)]
+    return [(f"{bn}/gamma_rr", 0), (f"{bn}/gamma_ii", 0), (f"{bn}/gamma_ri", 0), (f"{bn}/beta", 1)]
+
+
+def statistics_couplings(couplings: dict) -> dict:
+    """The running statistics of the BatchNorm in each of ``couplings``."""
+    return {
+        name: _norm_members(members[1][0].rsplit("/", 1)[0], "batch_stats/")
+        for name, members in couplings.items()
+    }
+
+
 def binary_operations(params, length: int) -> dict[str, int]:
     """Binary multiply-accumulates of one forward pass: per binary conv, (live ternary weights
     whose input channel is alive) × 2 (A and B each meet both x and y) × output positions. Both

@@ -2,17 +2,22 @@
 (``signals``; docs/problems.md, "bcnn"). Evaluation also counts the binary operations left.
 
 Pruned by default: the binary convs (the stem and head stay full precision, as in the paper).
+Coupled structures, removed by ``compact``: ``filters``, each binary conv's complex filters (A
+and B) with the next complex BatchNorm's parameters and statistics and the next layer's input
+(for the last block, the head's rows of the real and imaginary means); ``channels`` adds the
+stem's filters.
 """
 
 from __future__ import annotations
 
 from .._classifier import classifier
+from .._compaction import coupled_structure, kept_channels, take_channels
 from .._factory import size_entry
 from .._groups import block_groups
 from .._protocol import Problem, data_digest
 from .._recipes import adam_recipe
 from . import signals as rf_signals
-from .model import BCNN, binary_operations
+from .model import BCNN, binary_operations, filter_couplings, statistics_couplings
 
 # size -> (classes, train examples, test examples, stem width, binary widths, kernel, epochs)
 SIZES = {
@@ -60,4 +65,29 @@ def problem(size: str = "default", seed: int = 0) -> Problem:
         metrics=operations,
         size=size,
         config=config,
+        compaction=_compaction,
     )
+
+
+def _compaction(model: BCNN):
+    """The coupled structures of ``model`` and (params, state) -> the BCNN without the all-zero
+    complex filters (see ``problems.classifier``)."""
+    blocks = tuple(f"block{i + 1}" for i in range(len(model.widths)))
+    channels = filter_couplings(model, ("stem", *blocks))
+
+    def compaction(params, state):
+        kept = kept_channels(params, channels)
+        count = lambda name: int(kept[name].sum())  # noqa: E731
+        smaller = {"stem": count("stem/filters"), "widths": tuple(count(f"{b}/filters") for b in blocks)}
+        return (
+            take_channels(params, channels, kept, "params"),
+            take_channels(state, statistics_couplings(channels), kept, "state"),
+            BCNN(smaller["stem"], smaller["widths"], model.width, model.classes),
+            smaller,
+        )
+
+    structures = {
+        "filters": coupled_structure(filter_couplings(model, blocks)),
+        "channels": coupled_structure(channels),
+    }
+    return structures, compaction

@@ -12,7 +12,7 @@ from prunax import problems
 from prunax.constraints import leaves_with_paths
 from prunax.problems._compaction import kept_channels
 
-COMPACTABLE = {"resnet": "channels", "bert": "head+neuron", "yolo_tiny": "filters", "pointpillars_lite": "channels"}
+COMPACTABLE = {"resnet": "channels", "bert": "head+neuron", "yolo_tiny": "filters", "pointpillars_lite": "channels", "bcnn": "channels"}
 
 
 @pytest.fixture(scope="module")
