@@ -23,6 +23,14 @@ ONESHOT_DEFAULTS = {  # problem -> (its structures, calibration examples: senten
     "smollm2": (("50%", "2:4", "70%", "60%", "4:8", "structured"), 32),
 }
 ALLOCATION_STRUCTURES = {"resnet": "filter", "bert": "column"}  # structures whose pruned kernel is faster
+# speedup study model -> (problem, default size, coupled structure, throughput batch, Adam lr)
+SPEEDUP_MODELS = {
+    "resnet8": ("resnet", "default", "channels", 64, 1e-3),
+    "resnet18": ("resnet", "resnet18", "channels", 64, 1e-3),
+    "yolo_tiny": ("yolo_tiny", "default", "filters", 32, 1e-3),
+    "minilm": ("bert", "default", "head+neuron", 32, 1e-4),
+}
+SPEEDUP_METHODS = ("gradual", "admm")
 
 
 class SettingError(ValueError):
@@ -242,6 +250,36 @@ class AllocationStudy:
         _require("allocation", "lr", self.lr, lambda v: v > 0, "be > 0")
         _require("allocation", "seed", self.seed, lambda v: v >= 0, "be >= 0")
         _require("allocation", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")
+
+
+@dataclass(frozen=True)
+class SpeedupStudy:
+    """Coupled structured pruning, compaction into smaller dense models, and their measured speed."""
+
+    models: tuple[str, ...] = field(default=tuple(SPEEDUP_MODELS), metadata=_help(",".join(SPEEDUP_MODELS)))
+    size: str | None = field(default=None, metadata=_help("one size for every model (test: smoke sizes)"))
+    sparsities: tuple[float, ...] = field(default=(0.25, 0.5, 0.75), metadata=_help("e.g. 0.25,0.5,0.75"))
+    methods: tuple[str, ...] = field(default=SPEEDUP_METHODS, metadata=_help(",".join(SPEEDUP_METHODS)))
+    solve_epochs: int = field(default=2, metadata=_help("solver epochs before the hard prune"))
+    retrain_epochs: int = field(default=2, metadata=_help("masked retraining epochs after the hard prune"))
+    seeds: tuple[int, ...] = field(
+        default=(0,), metadata=_help("seeds of the dense start and batches, e.g. 0,1,2")
+    )
+    repeats: int = field(default=30, metadata=_help("interleaved timed rounds per latency"))
+
+    def __post_init__(self):
+        _known("speedup", "models", self.models, SPEEDUP_MODELS)
+        _known("speedup", "methods", self.methods, SPEEDUP_METHODS)
+        _require("speedup", "sparsities", self.sparsities, lambda s: 0 < s < 1, "lie in (0, 1)")
+        _require("speedup", "solve_epochs", self.solve_epochs, lambda v: v >= 1, "be >= 1")
+        _require("speedup", "retrain_epochs", self.retrain_epochs, lambda v: v >= 0, "be >= 0")
+        _require("speedup", "seeds", self.seeds, lambda v: v >= 0, "be non-empty and >= 0")
+        _require("speedup", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")
+
+    def model(self, name: str) -> tuple[str, str, str, int, float]:
+        """(problem, size, structure, throughput batch, lr) of ``name`` at this study's size."""
+        problem, size, structure, batch, lr = SPEEDUP_MODELS[name]
+        return problem, self.size or size, structure, batch, lr
 
 
 @dataclass(frozen=True)

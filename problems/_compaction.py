@@ -51,10 +51,10 @@ def kept_channels(params, couplings: dict) -> dict[str, np.ndarray]:
     rule.check(leaves)
     out = {}
     for c, (name, members) in enumerate(rule.couplings):
-        n, alive = rule.extent(c, leaves), np.zeros(0, bool)
+        n = rule.extent(c, leaves)
+        alive = np.zeros(n, bool)
         for path, axis, size, start in members:
-            used = channel_reduce(np.asarray(leaves[path]) != 0, axis, size, start, n, np.any)
-            alive = used if alive.size == 0 else alive | used
+            alive |= channel_reduce(np.asarray(leaves[path]) != 0, axis, size, start, n, np.any)
         out[name] = alive if alive.any() else np.arange(n) == 0
     return out
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prunax.constraints import Spec, apply_masks, leaves_with_paths
+from prunax.constraints import Coupled, GlobalBudget, Spec, apply_masks, leaves_with_paths
 
 
 class LeafReport(NamedTuple):
@@ -44,15 +44,18 @@ def sign_rules(spec: Spec, params):
 
 
 def prune_report(spec: Spec, dense, pruned) -> list[LeafReport]:
-    """Per constrained leaf: target vs achieved sparsity, feasibility, relative distance moved."""
-    paths, leaves, _, _ = spec.assign(dense)
+    """Per constrained leaf: target vs achieved sparsity, feasibility (for a leaf of a global
+    budget or coupled rule, the whole rule's: its budget is shared), relative distance moved."""
+    paths, leaves, owner, _ = spec.assign(dense)
     _, pruned_leaves, _ = leaves_with_paths(pruned)
     constraints = jax.tree_util.tree_leaves(spec.constraints(dense), is_leaf=lambda c: c is None)
+    by_rule = spec.feasibility(pruned)
     rows = []
-    for path, w, p, c in zip(paths, leaves, pruned_leaves, constraints):
+    for path, w, p, c, rule in zip(paths, leaves, pruned_leaves, constraints, owner):
         if c is None:
             continue
-        feasible = bool(c.is_feasible(p, path))
+        shared = isinstance(spec.rules[rule], GlobalBudget | Coupled)
+        feasible = bool(by_rule[spec.rules[rule].include] if shared else c.is_feasible(p, path))
         w, p = np.asarray(w, np.float64), np.asarray(p, np.float64)
         norm = np.linalg.norm(w)
         rows.append(

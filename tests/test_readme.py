@@ -16,6 +16,7 @@ def test_readme_example_runs(capsys, tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "conv2/kernel" in out
+    assert "{'widths': (4, 8, 16), 'inner': (4, 8, 16)}" in out and (tmp_path / "small.safetensors").exists()
     rows = {(phase, int(epoch)): (float(a), float(s)) for phase, epoch, a, s in RECORD.findall(out)}
     assert rows[("dense", 0)][1] == 0.0 and rows[("dense", 0)][0] >= 0.9  # the dense MLP learned
     assert rows[("pruned", 0)][1] == rows[("retrain", 2)][1] == 0.7  # the spec's sparsity, kept

@@ -86,6 +86,13 @@ STUDIES = {
         "allocation",
         resume=True,
     ),
+    "speedup": Study(
+        configs.SpeedupStudy,
+        "coupled structured pruning compacted into smaller dense models: measured speed-ups and "
+        "accuracy (ResNet-8/18, YOLO-tiny, MiniLM; ~1 h)",
+        "speedup",
+        resume=True,
+    ),
     "rt3": Study(
         configs.RT3Study,
         "RT3: block pruning, pattern sets per frequency level by REINFORCE, switching (~8 min)",

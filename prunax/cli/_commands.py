@@ -279,6 +279,26 @@ def allocation(study: configs.AllocationStudy, args) -> int:
     return 0
 
 
+def speedup(study: configs.SpeedupStudy, args) -> int:
+    from prunax.benchmarks.studies import speedup as speedup_study
+
+    for name in study.models:
+        problem, size, *_ = study.model(name)
+        _check_problem(problem, size)
+    out = _out_dir(args, "speedup")
+    print(
+        f"prunax {prunax.__version__}: coupled structured pruning and compaction of "
+        f"{', '.join(study.models)} at sparsities {list(study.sparsities)} with {', '.join(study.methods)}",
+        flush=True,
+    )
+    rows = speedup_study.run(study, out, resume=_resume(args), quiet=False, progress=_progress)
+    speedup_study.report(rows, study, out)
+    print("\n" + speedup_study.table(rows, study))
+    print("\n".join(["", *speedup_study.conclusions(rows, study)]))
+    print(f"\nreport and plot written to {out / 'report.md'}")
+    return 0
+
+
 def rt3(study: configs.RT3Study, args) -> int:
     from prunax.benchmarks.studies import rt3 as rt3_study
 

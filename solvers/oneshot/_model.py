@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from prunax.constraints import GlobalBudget, Spec, leaves_with_paths
+from prunax.constraints import Coupled, GlobalBudget, Spec, leaves_with_paths
 
 from .. import _checkpoint as checkpoint
 from .._fingerprint import describe, first_difference
@@ -133,11 +133,11 @@ def prune_model(
         raise ValueError(f"prune_model: unknown method {method!r}; valid: {sorted(METHODS)}")
     if not batches:
         raise ValueError("prune_model: no calibration batches")
-    budgets = [rule.include for rule in spec.rules if isinstance(rule, GlobalBudget)]
+    budgets = [rule.include for rule in spec.rules if isinstance(rule, GlobalBudget | Coupled)]
     if budgets:
         raise ValueError(
-            f"prune_model: global budgets ({budgets}) couple layers, which a layer-wise solve cannot; "
-            "give each leaf its own constraint"
+            f"prune_model: global budgets and coupled groups ({budgets}) span layers, which a "
+            "layer-wise solve cannot; give each leaf its own constraint"
         )
     paths, leaves, _ = leaves_with_paths(params)
     dense_leaves = dict(zip(paths, leaves))

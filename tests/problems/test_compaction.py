@@ -12,7 +12,13 @@ from prunax import problems
 from prunax.constraints import leaves_with_paths
 from prunax.problems._compaction import kept_channels
 
-COMPACTABLE = {"resnet": "channels", "bert": "head+neuron", "yolo_tiny": "filters", "pointpillars_lite": "channels", "bcnn": "channels"}
+COMPACTABLE = {
+    "resnet": "channels",
+    "bert": "head+neuron",
+    "yolo_tiny": "filters",
+    "pointpillars_lite": "channels",
+    "bcnn": "channels",
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +26,7 @@ def built():
     out = {}
     for name in COMPACTABLE:
         problem = problems.get(name, "test")
-        params, state = problem.init(jax.random.key(0))
+        params, state = jax.jit(problem.init)(jax.random.key(0))
         # running statistics away from their init, so that a stale slice would show
         keys = jax.random.split(jax.random.key(1), len(jax.tree.leaves(state)))
         noisy = [x + 0.1 * jax.random.normal(k, x.shape) ** 2 for x, k in zip(jax.tree.leaves(state), keys)]
@@ -69,8 +75,8 @@ def test_the_compact_model_computes_what_the_masked_model_computes(built, name, 
         max(n - len(removed[g]), 1) for g, n in extents.items()
     ]
     batch = _inputs(problem)
-    want = jax.tree.leaves(problem.forward(masked, state, batch))
-    got = jax.tree.leaves(compacted.problem.forward(compacted.params, compacted.state, batch))
+    want = jax.tree.leaves(jax.jit(problem.forward)(masked, state, batch))
+    got = jax.tree.leaves(jax.jit(compacted.problem.forward)(compacted.params, compacted.state, batch))
     for g, w in zip(got, want, strict=True):
         w = np.asarray(w, np.float64)
         np.testing.assert_allclose(np.asarray(g, np.float64), w, rtol=1e-5, atol=1e-5 * np.abs(w).max())

@@ -5,7 +5,7 @@ import optax
 import pytest
 
 from prunax import solvers
-from prunax.constraints import Block, Unstructured, kept_count, spec
+from prunax.constraints import Block, Unstructured, coupled, global_, kept_count, spec
 
 
 @pytest.fixture
@@ -33,6 +33,19 @@ def test_finalize_projects_and_reports(params):
     moved = np.linalg.norm(w - np.asarray(pruned["dense"]["kernel"])) / np.linalg.norm(w)
     assert dense.relative_move == pytest.approx(moved)
     assert report["conv/kernel"].achieved_sparsity == 0.5
+
+
+def test_a_shared_budget_is_reported_feasible_as_a_whole(params):
+    # one global budget over both kernels: the dense kernel keeps more than its own share
+    params = {**params, "dense": {"kernel": params["dense"]["kernel"] * 100}}
+    shared = spec([global_(Unstructured(0.5), r"kernel$")])
+    pruned, _ = solvers.finalize(shared, params)
+    report = solvers.prune_report(shared, params, pruned)
+    assert [r.feasible for r in report] == [True, True]
+    assert {r.path: r.achieved_sparsity < 0.5 for r in report} == {"conv/kernel": False, "dense/kernel": True}
+    coupled_rule = spec([coupled(0.5, {"c": [("conv/kernel", 3), ("conv/bias", 0), ("dense/kernel", 0)]})])
+    pruned, _ = solvers.finalize(coupled_rule, params)
+    assert all(r.feasible for r in solvers.prune_report(coupled_rule, params, pruned))
 
 
 def test_keep_masked_survives_adam_with_weight_decay(params):
