@@ -190,6 +190,19 @@ def conclusions(rows: list[dict], study: SpeedupStudy) -> list[str]:
             f"(target ≤ {points} below): "
             f"{'met' if met else 'missed'}."
         )
+    for name in study.models:
+        means = {
+            m: np.mean(finals)
+            for m in study.methods
+            if (finals := [harness.final_metric(r) for r in rows if r["model"] == name and r["method"] == m])
+        }
+        if len(means) > 1:
+            ranked = sorted(means, key=means.get, reverse=True)
+            gap = 100 * (means[ranked[0]] - means[ranked[1]])
+            verdict = (
+                f"{ranked[0]} ahead by {gap:.1f} points" if gap >= 1 else f"a tie ({gap:.1f} points apart)"
+            )
+            out.append(f"{name}, mean over the sparsities after retraining: {verdict}.")
     equal = [abs(r["compact_metric"] - harness.final_metric(r)) for r in rows]
     if equal:
         out.append(
