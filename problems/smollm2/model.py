@@ -6,7 +6,9 @@ For tokens x (B, L, d), block i computes
     h = x + Attention(RMSNorm(x)),    out = h + W_down (silu(W_gate RMSNorm(h)) ⊙ W_up RMSNorm(h)),
 
 RMSNorm(x) = x / sqrt(mean(x²) + ε) · g. Attention has ``heads`` query heads of width d_h and
-``kv_heads`` key/value heads; query head j reads key/value head j // (heads / kv_heads). Queries
+``kv_heads`` key/value heads; query head j reads key/value head j // (heads / kv_heads). A
+compacted model gives each block its own widths: ``layer_groups`` (per block, how many query
+heads read each of its key/value heads, in order) and ``layer_intermediate`` (FFN widths). Queries
 and keys are rotated by RoPE over adjacent pairs of features (2i, 2i+1) of each head with angle
 p · base^(−2i/d_h) at position p — llama.cpp's layout, which the GGUF file's query and key
 kernels are permuted for. Scores are causal and computed in float32.
@@ -23,6 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def _is_width(n) -> bool:
+    return isinstance(n, int) and n >= 1
+
+
+def _is_group_list(groups) -> bool:
+    return isinstance(groups, tuple) and len(groups) > 0 and all(_is_width(g) for g in groups)
+
+
 @dataclass(frozen=True)
 class LlamaConfig:
     vocab: int
@@ -35,6 +45,8 @@ class LlamaConfig:
     eps: float = 1e-5
     context: int = 2048
     tied: bool = True
+    layer_groups: tuple[tuple[int, ...], ...] | None = None
+    layer_intermediate: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.hidden % self.heads or (self.hidden // self.heads) % 2:
@@ -45,10 +57,35 @@ class LlamaConfig:
             raise ValueError(
                 f"LlamaConfig: {self.heads} query heads do not share {self.kv_heads} kv heads evenly"
             )
+        for name, per_layer, valid, entry in (
+            (
+                "layer_groups",
+                self.layer_groups,
+                _is_group_list,
+                "a non-empty tuple of query-head counts >= 1",
+            ),
+            ("layer_intermediate", self.layer_intermediate, _is_width, "an int >= 1"),
+        ):
+            if per_layer is not None and not (
+                len(per_layer) == self.layers and all(valid(entry) for entry in per_layer)
+            ):
+                raise ValueError(
+                    f"LlamaConfig: {name} needs one entry per block ({self.layers}), each {entry}, "
+                    f"got {per_layer!r}"
+                )
 
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
+
+    def groups_of(self, layer: int) -> tuple[int, ...]:
+        """How many query heads read each key/value head of block ``layer``."""
+        if self.layer_groups is not None:
+            return self.layer_groups[layer]
+        return (self.heads // self.kv_heads,) * self.kv_heads
+
+    def intermediate_of(self, layer: int) -> int:
+        return self.intermediate if self.layer_intermediate is None else self.layer_intermediate[layer]
 
 
 class RMSNorm(nn.Module):
@@ -73,44 +110,53 @@ def rope(x, positions, base: float):
 
 class Attention(nn.Module):
     config: LlamaConfig
+    groups: tuple[int, ...]  # query heads per key/value head
 
     @nn.compact
     def __call__(self, x, positions):
-        c = self.config
+        c, d = self.config, self.config.head_dim
+        heads, kv_heads = sum(self.groups), len(self.groups)
         b, length, _ = x.shape
         dense = partial(nn.Dense, use_bias=False)
-        q = dense(c.heads * c.head_dim, name="query")(x).reshape(b, length, c.heads, c.head_dim)
-        k = dense(c.kv_heads * c.head_dim, name="key")(x).reshape(b, length, c.kv_heads, c.head_dim)
-        v = dense(c.kv_heads * c.head_dim, name="value")(x).reshape(b, length, c.kv_heads, c.head_dim)
+        q = dense(heads * d, name="query")(x).reshape(b, length, heads, d)
+        k = dense(kv_heads * d, name="key")(x).reshape(b, length, kv_heads, d)
+        v = dense(kv_heads * d, name="value")(x).reshape(b, length, kv_heads, d)
         q, k = rope(q, positions, c.rope_base), rope(k, positions, c.rope_base)
-        group = c.heads // c.kv_heads
-        q = q.reshape(b, length, c.kv_heads, group, c.head_dim)
-        scores = jnp.einsum("blkgd,bmkd->bkglm", q, k) / np.sqrt(c.head_dim)
+        if kv_heads < heads:  # each query head sees its key/value head
+            reads = np.repeat(np.arange(kv_heads), self.groups)
+            k, v = k[:, :, reads], v[:, :, reads]
+        scores = jnp.einsum("blhd,bmhd->bhlm", q, k) / np.sqrt(d)
         causal = jnp.tril(jnp.ones((length, length), bool))
         probs = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
-        out = jnp.einsum("bkglm,bmkd->blkgd", probs, v).reshape(b, length, c.hidden)
+        out = jnp.einsum("bhlm,bmhd->blhd", probs, v).reshape(b, length, heads * d)
         return dense(c.hidden, name="output")(out)
 
 
 class MLP(nn.Module):
-    config: LlamaConfig
+    hidden: int
+    intermediate: int
 
     @nn.compact
     def __call__(self, x):
         dense = partial(nn.Dense, use_bias=False)
-        gate = dense(self.config.intermediate, name="gate")(x)
-        up = dense(self.config.intermediate, name="up")(x)
-        return dense(self.config.hidden, name="down")(nn.silu(gate) * up)
+        gate = dense(self.intermediate, name="gate")(x)
+        up = dense(self.intermediate, name="up")(x)
+        return dense(self.hidden, name="down")(nn.silu(gate) * up)
 
 
 class Block(nn.Module):
+    """One decoder block; its widths are fields (not its index), so equal blocks are equal modules."""
+
     config: LlamaConfig
+    groups: tuple[int, ...]
+    intermediate: int
 
     @nn.compact
     def __call__(self, x, positions):
-        eps = self.config.eps
-        x = x + Attention(self.config, name="attention")(RMSNorm(eps, name="attention_norm")(x), positions)
-        return x + MLP(self.config, name="mlp")(RMSNorm(eps, name="mlp_norm")(x))
+        c = self.config
+        attention = Attention(c, self.groups, name="attention")
+        x = x + attention(RMSNorm(c.eps, name="attention_norm")(x), positions)
+        return x + MLP(c.hidden, self.intermediate, name="mlp")(RMSNorm(c.eps, name="mlp_norm")(x))
 
 
 class Llama(nn.Module):
@@ -127,7 +173,7 @@ class Llama(nn.Module):
         x = embed(ids)
         positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
         for i in range(c.layers):
-            x = Block(c, name=f"block_{i}")(x, positions)
+            x = Block(c, c.groups_of(i), c.intermediate_of(i), name=f"block_{i}")(x, positions)
         x = RMSNorm(c.eps, name="final_norm")(x)
         return embed.attend(x) if c.tied else nn.Dense(c.vocab, use_bias=False, name="head")(x)
 

@@ -9,10 +9,18 @@ as one stream and cut into windows of ``length`` tokens (the tail shorter than a
 perplexity exp(mean NLL) over every predicted token of the split (``metric``: lower is better).
 Sizes: ``test`` a tiny random LLaMA (2 blocks, d 64, 4 query heads sharing 2 kv heads) over the
 real tokenizer; ``default`` the real model, 256-token windows.
+
+Coupled structures (``coupled``): ``head`` (a query head's columns of the query kernel and its
+rows of the attention output), ``kv_group`` (a key/value head's columns with its query heads'
+columns and output rows), ``neuron`` (an FFN neuron's gate and up columns and down row) and
+``head+neuron``. ``compact`` removes what they zeroed: per block, every query head whose columns
+and rows are all zero, every key/value head no remaining query head reads, and every zero FFN
+neuron (query-head counts per key/value head and FFN widths in the smaller model's config).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache, partial
 
 import jax
@@ -23,6 +31,7 @@ import optax
 from prunax.constraints import Block, spec
 
 from .._batching import padded_map, select
+from .._compaction import Compacted, coupled_structure, kept_channels, take_channels
 from .._factory import assemble, size_entry
 from .._protocol import Recipe, check_batch
 from ..bert import rotten_tomatoes
@@ -78,8 +87,14 @@ def problem(size: str = "default", seed: int = 0):
         raise ValueError(
             f"smollm2: windows of {length} tokens exceed the model's context of {config.context}"
         )
-    model = Llama(config)
     splits = _windows(n_train, n_test, length, seed)
+    settings = {"seed": seed, "length": length, "real": real, "train": n_train, "test": n_test}
+    return _assembled(size, config, splits, settings, real, length)
+
+
+def _assembled(size: str, config: LlamaConfig, splits: dict, settings: dict, real: bool, length: int):
+    """The Problem of the decoder ``config`` (also a compacted one) over the token ``splits``."""
+    model = Llama(config)
     expected = {"ids": ((None, length), "i")}
 
     def init(key):
@@ -102,7 +117,15 @@ def problem(size: str = "default", seed: int = 0):
         nll /= len(ids) * (length - 1)
         return {"perplexity": float(np.exp(nll)), "nll": nll}
 
-    settings = {"seed": seed, "length": length, "real": real, "train": n_train, "test": n_test}
+    def forward(params, state, batch):
+        del state
+        return model.apply({"params": params}, batch["ids"])
+
+    def compact(params, state):
+        widths, cut = _compaction(config, params)
+        smaller = _assembled(size, replace(config, **widths), splits, {**settings, **widths}, False, length)
+        return Compacted(cut, state, widths, smaller)
+
     return assemble(
         "smollm2",
         size,
@@ -112,8 +135,90 @@ def problem(size: str = "default", seed: int = 0):
         metric="perplexity",
         prunable=PRUNABLE,
         groups=structured_groups(config),
+        coupled=coupled_structures(config),
         recipe=_recipe(),
+        forward=forward,
+        compact=compact,
     )
+
+
+def head_couplings(config: LlamaConfig) -> dict:
+    """{"block_i/heads": members}: a query head's d_h columns of the query kernel and rows of the
+    attention output."""
+    d = config.head_dim
+    return {
+        f"block_{i}/heads": [
+            (f"block_{i}/attention/query/kernel", 1, d),
+            (f"block_{i}/attention/output/kernel", 0, d),
+        ]
+        for i in range(config.layers)
+    }
+
+
+def kv_group_couplings(config: LlamaConfig) -> dict:
+    """{"block_i/kv_groups": members}: a key/value head's columns of the key and value kernels,
+    with the query columns and output rows of the query heads that read it (needs every block's
+    key/value heads read by equally many query heads)."""
+    d, out = config.head_dim, {}
+    for i in range(config.layers):
+        group = config.groups_of(i)[0]
+        a = f"block_{i}/attention"
+        out[f"block_{i}/kv_groups"] = [
+            (f"{a}/key/kernel", 1, d),
+            (f"{a}/value/kernel", 1, d),
+            (f"{a}/query/kernel", 1, d * group),
+            (f"{a}/output/kernel", 0, d * group),
+        ]
+    return out
+
+
+def neuron_couplings(config: LlamaConfig) -> dict:
+    """{"block_i/neurons": members}: an FFN neuron's gate and up columns and its down row."""
+    return {
+        f"block_{i}/neurons": [
+            (f"block_{i}/mlp/gate/kernel", 1),
+            (f"block_{i}/mlp/up/kernel", 1),
+            (f"block_{i}/mlp/down/kernel", 0),
+        ]
+        for i in range(config.layers)
+    }
+
+
+def coupled_structures(config: LlamaConfig) -> dict:
+    """The coupled structures (``kv_group`` only while every block's key/value heads are read by
+    equally many query heads: a compacted model may have uneven groups)."""
+    heads, neurons = head_couplings(config), neuron_couplings(config)
+    uniform = all(len(set(config.groups_of(i))) == 1 for i in range(config.layers))
+    return {
+        "head": coupled_structure(heads),
+        **({"kv_group": coupled_structure(kv_group_couplings(config))} if uniform else {}),
+        "neuron": coupled_structure(neurons),
+        "head+neuron": coupled_structure(heads, neurons),
+    }
+
+
+def _compaction(config: LlamaConfig, params) -> tuple[dict, dict]:
+    """(the smaller model's widths, the cut params): query heads with a nonzero slice stay, a
+    key/value head stays while a query head reads it, FFN neurons with a nonzero slice stay."""
+    d = config.head_dim
+    heads, neurons = head_couplings(config), neuron_couplings(config)
+    kept = kept_channels(params, {**heads, **neurons})
+    layer_groups, layer_intermediate, kv_members, kv_kept = [], [], {}, {}
+    for i in range(config.layers):
+        per_kv = np.array([np.sum(q) for q in _split(kept[f"block_{i}/heads"], config.groups_of(i))])
+        layer_groups.append(tuple(int(n) for n in per_kv[per_kv > 0]))
+        layer_intermediate.append(int(kept[f"block_{i}/neurons"].sum()))
+        a = f"block_{i}/attention"
+        kv_members[f"block_{i}/kv"] = [(f"{a}/key/kernel", 1, d), (f"{a}/value/kernel", 1, d)]
+        kv_kept[f"block_{i}/kv"] = per_kv > 0
+    cut = take_channels(params, {**heads, **neurons}, kept, "params")
+    cut = take_channels(cut, kv_members, kv_kept, "params")
+    return {"layer_groups": tuple(layer_groups), "layer_intermediate": tuple(layer_intermediate)}, cut
+
+
+def _split(values: np.ndarray, groups: tuple[int, ...]) -> list[np.ndarray]:
+    """``values`` (one per query head) cut into the runs of each key/value head's query heads."""
+    return np.split(values, np.cumsum(groups)[:-1])
 
 
 @partial(jax.jit, static_argnums=0)

