@@ -9,7 +9,9 @@ min over Ŵ in a constraint's set of ||X W − X Ŵ||²_F, seen through H = Xᵀ
 * ``magnitude`` and ``wanda`` choose the support and keep the weights;
 * ``sparsegpt`` sweeps the inputs with optimal-brain-surgeon updates;
 * ``admm`` (prunax's own) runs ADMM with the constraint's exact projection, then ``refit``s the
-  support by least squares.
+  support by least squares;
+* ``prune_coupled`` runs any of them on a coupled rule's kernels jointly (a head's or a neuron's
+  slices in several layers kept or removed together).
 
 Every method takes ``(w, gram, constraint, path)`` and returns a kernel in the constraint's set.
 ``prune_model`` runs one of them over a Problem's Dense and Conv layers, block by block,
@@ -27,6 +29,7 @@ from ._calibration import (
     gram,
     reconstruction_error,
 )
+from ._coupled import prune_coupled
 from ._model import METHODS, LayerRecord, prune_model
 from ._scores import magnitude, wanda
 from ._sparsegpt import inverse_cholesky, sparsegpt
@@ -44,6 +47,7 @@ __all__ = [
     "gram",
     "inverse_cholesky",
     "magnitude",
+    "prune_coupled",
     "prune_model",
     "reconstruction_error",
     "refit",

@@ -75,54 +75,79 @@ def refit(w, mask, h, iterations: int) -> jax.Array:
     return v * mask
 
 
-@partial(jax.jit, static_argnames=("constraint", "shape", "max_iterations", "refit_iterations"))
-def _solve(matrix, h, rho, *, constraint, shape, max_iterations, refit_iterations):
-    eigenvalues, q = jnp.linalg.eigh(h)
-    hw = h @ matrix
+def iterate(matrices: tuple, hs: tuple, rho, project, max_iterations: int):
+    """The ADMM loop of the module docstring over one or more layers that share a projection
+    (``project``: a tuple of (inputs, outputs) matrices -> the tuple in the set; several layers:
+    a coupled group's kernels). Returns (iterations, final ρ, Z, Z's support at the last check,
+    the last support change). Traceable; the support change is summed over the layers."""
+    decompositions = [jnp.linalg.eigh(h) for h in hs]
+    hws = [h @ m for h, m in zip(hs, matrices)]
+    total = sum(m.size for m in matrices)
 
-    def project(x):
-        return constraint.project(x.reshape(shape)).reshape(matrix.shape)
+    def w_update(zs, us, rho):
+        return tuple(
+            q @ ((q.T @ (hw + rho * (z - u))) / (eigenvalues + rho)[:, None])
+            for (eigenvalues, q), hw, z, u in zip(decompositions, hws, zs, us)
+        )
 
-    def w_update(z, u, rho):
-        rhs = hw + rho * (z - u)
-        return q @ ((q.T @ rhs) / (eigenvalues + rho)[:, None])
+    def count(masks):
+        return sum(jnp.sum(m).astype(jnp.int32) for m in masks)
 
-    z0 = project(matrix)
-    state = (0, rho, z0, jnp.zeros_like(matrix), z0 != 0, jnp.int32(matrix.size))
+    z0 = project(matrices)
+    zeros = tuple(jnp.zeros_like(m) for m in matrices)
+    state = (0, rho, z0, zeros, tuple(z != 0 for z in z0), jnp.int32(total))
 
     def cond(state):
-        i, _, _, _, _, change = state
-        kept = jnp.maximum(jnp.sum(state[4]), 1)
+        i, _, _, _, support, change = state
+        kept = jnp.maximum(count(support), 1)
         settled = (i >= 30) & (change.astype(jnp.float32) < 3e-4 * kept.astype(jnp.float32))
         return (i < max_iterations) & ~settled
 
     def body(state):
-        i, rho, z, u, support, change = state
-        w_hat = w_update(z, u, rho)
-        z = project(w_hat + u)
-        u = u + w_hat - z
+        i, rho, zs, us, support, change = state
+        w_hat = w_update(zs, us, rho)
+        zs = project(tuple(w + u for w, u in zip(w_hat, us)))
+        us = tuple(u + w - z for u, w, z in zip(us, w_hat, zs))
         i = i + 1
         check = i % 3 == 0
-        new_support = z != 0
-        moved = jnp.sum(new_support != support).astype(jnp.int32)
-        kept = jnp.maximum(jnp.sum(new_support), 1).astype(jnp.float32)
+        new_support = tuple(z != 0 for z in zs)
+        moved = count(tuple(a != b for a, b in zip(new_support, support)))
+        kept = jnp.maximum(count(new_support), 1).astype(jnp.float32)
         growth = jnp.where(moved > 0.1 * kept, 1.3, jnp.where(moved > 0.005 * kept, 1.2, 1.0))
         rho_next = jnp.where(check, jnp.minimum(rho * growth, 1e6), rho)
-        u = u * (rho / rho_next)  # the scaled dual follows ρ: ρU, the multiplier, is kept
-        return (
-            i,
-            rho_next,
-            z,
-            u,
-            jnp.where(check, new_support, support),
-            jnp.where(check, moved, change),
-        )
+        us = tuple(u * (rho / rho_next) for u in us)  # the scaled dual follows ρ: ρU, the multiplier, is kept
+        support = tuple(jnp.where(check, n, o) for n, o in zip(new_support, support))
+        return i, rho_next, zs, us, support, jnp.where(check, moved, change)
 
-    i, rho, z, _, support, change = lax.while_loop(cond, body, state)
+    i, rho, zs, _, support, change = lax.while_loop(cond, body, state)
+    return i, rho, zs, support, change
+
+
+@partial(jax.jit, static_argnames=("constraint", "shape", "max_iterations", "refit_iterations"))
+def _solve(matrix, h, rho, *, constraint, shape, max_iterations, refit_iterations):
+    def project(xs):
+        return (constraint.project(xs[0].reshape(shape)).reshape(matrix.shape),)
+
+    i, rho, (z,), (support,), change = iterate((matrix,), (h,), rho, project, max_iterations)
     fitted = refit(matrix, support, h, refit_iterations)
     if constraint.fixes_signs:  # least squares may flip a kept weight across its fragment's side
         fitted = jnp.where(jnp.sign(fitted) == jnp.sign(z), fitted, 0)
-    return project(fitted), (i, rho, change)
+    return project((fitted,))[0], (i, rho, change)
+
+
+def check_settings(path: str, rho, max_iterations, refit_iterations) -> None:
+    """ValueError naming the layer unless the ADMM settings are valid."""
+    for name, value in (("max_iterations", max_iterations), ("refit_iterations", refit_iterations)):
+        if not (isinstance(value, int) and value >= 0):
+            raise ValueError(f"layer {path!r}: admm {name} must be an int >= 0, got {value!r}")
+    if not (isinstance(rho, (int, float)) and rho > 0):
+        raise ValueError(f"layer {path!r}: admm rho must be a number > 0, got {rho!r}")
+
+
+def unit_diagonal(matrix, h):
+    """(D^½W, D^-½HD^-½, D^½) for D = diag H: the variables in which H has a unit diagonal."""
+    scale = jnp.sqrt(jnp.diag(h))
+    return matrix * scale[:, None], h / scale[:, None] / scale[None, :], scale
 
 
 def admm(
@@ -141,16 +166,11 @@ def admm(
     w = jnp.asarray(w)
     constraint.check(w.shape, w.dtype, path)
     matrix = as_matrix(w, gram, path).astype(jnp.float32)
-    for name, value in (("max_iterations", max_iterations), ("refit_iterations", refit_iterations)):
-        if not (isinstance(value, int) and value >= 0):
-            raise ValueError(f"layer {path!r}: admm {name} must be an int >= 0, got {value!r}")
-    if not (isinstance(rho, (int, float)) and rho > 0):
-        raise ValueError(f"layer {path!r}: admm rho must be a number > 0, got {rho!r}")
-    h = damped(gram, damping, path)
-    scale = jnp.sqrt(jnp.diag(h))  # D^½: in W̃ = D^½ W the Gram matrix has a unit diagonal
+    check_settings(path, rho, max_iterations, refit_iterations)
+    scaled, h, scale = unit_diagonal(matrix, damped(gram, damping, path))
     fitted, (iterations, final_rho, change) = _solve(
-        matrix * scale[:, None],
-        h / scale[:, None] / scale[None, :],
+        scaled,
+        h,
         jnp.float32(rho),
         constraint=constraint,
         shape=tuple(w.shape),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ from .._fingerprint import describe, first_difference
 from . import _capture as capture
 from ._admm import admm
 from ._calibration import reconstruction_error
+from ._coupled import prune_coupled
 from ._scores import magnitude, wanda
 from ._sparsegpt import sparsegpt
 
@@ -88,18 +90,68 @@ def _resumed_block(run_dir: Path, index: int, fingerprint: dict, template: dict)
     return checkpoint.load(where, template), records
 
 
-def _solve_block(members, dense_leaves, calibration, targets, solve, options):
-    """Each layer of a block solved alone on its Gram matrix: ({path: Ŵ}, [LayerRecord])."""
-    kernels, records = {}, []
+def _record(path, w, w_hat, gram, seconds) -> LayerRecord:
+    error = reconstruction_error(w, w_hat, gram)
+    return LayerRecord(path, tuple(np.shape(w)), error, float(jnp.mean(w_hat == 0)), seconds)
+
+
+def _solve_block(members, dense_leaves, calibration, targets, coupled, method, options):
+    """Each layer of a block solved alone on its Gram matrix, and each of the block's coupled
+    rules jointly (``coupled``: its rules restricted to the block's groups; a joint solve's
+    seconds are shared evenly by its kernels): ({path: Ŵ}, [LayerRecord] in ``members`` order)."""
+    pruned, records = {}, {}
     for path in members:
-        w, gram = dense_leaves[path], calibration[path]
+        if path in targets:
+            w, gram = dense_leaves[path], calibration[path]
+            start = time.perf_counter()
+            w_hat = jax.block_until_ready(METHODS[method](w, gram, targets[path], path, **options))
+            records[path] = _record(path, w, w_hat, gram, time.perf_counter() - start)
+            pruned[path] = w_hat
+    for rule in coupled:
+        grams = {p: calibration[p] for p in rule.paths if p in calibration}
         start = time.perf_counter()
-        w_hat = jax.block_until_ready(solve(w, gram, targets[path], path, **options))
-        seconds = time.perf_counter() - start
-        error = reconstruction_error(w, w_hat, gram)
-        records.append(LayerRecord(path, tuple(np.shape(w)), error, float(jnp.mean(w_hat == 0)), seconds))
-        kernels[path] = w_hat
-    return kernels, records
+        out = jax.block_until_ready(prune_coupled(rule, dense_leaves, grams, method, **options))
+        seconds = (time.perf_counter() - start) / len(grams)
+        for path in grams:
+            records[path] = _record(path, dense_leaves[path], out[path], grams[path], seconds)
+        pruned.update(out)
+    return pruned, [records[p] for p in members]
+
+
+def _coupled_rules(spec: Spec, dense_leaves: dict) -> tuple[list[Coupled], dict[str, bool]]:
+    """The spec's coupled rules (refusing global budgets and shared coupled budgets, which rank
+    across blocks) and {member: whether it is a kernel (>= 2-d, needs calibration data)}."""
+    budgets = [rule.include for rule in spec.rules if isinstance(rule, GlobalBudget)]
+    shared = [rule.couplings[0][0] for rule in spec.rules if isinstance(rule, Coupled) and rule.shared]
+    if budgets or shared:
+        what = f"global budgets ({budgets})" if budgets else f"shared coupled budgets (groups {shared}...)"
+        raise ValueError(
+            f"prune_model: {what} rank weights across layers and blocks, which a block-by-block solve "
+            "cannot; give each leaf its own constraint, or each coupled group its own budget"
+        )
+    rules = [rule for rule in spec.rules if isinstance(rule, Coupled)]
+    members = {p: np.ndim(dense_leaves[p]) >= 2 for rule in rules for p in rule.paths}
+    return rules, members
+
+
+def _per_block(rules: list[Coupled], block_of: dict) -> dict[str, list[Coupled]]:
+    """{block: each coupled rule restricted to the groups whose kernels lie in that block}; a
+    group whose kernels lie in two blocks is an error naming both."""
+    out: dict[str, list[Coupled]] = {}
+    for rule in rules:
+        split: dict[str, list] = {}
+        for name, members in rule.couplings:
+            blocks = sorted({block_of[p] for p, *_ in members if p in block_of})
+            if len(blocks) != 1:
+                raise ValueError(
+                    f"prune_model: coupled group {name!r} has kernels in the blocks {blocks}; a "
+                    "block-by-block solve needs each coupled group within one block (a coarser "
+                    "``block`` regex joins them)"
+                )
+            split.setdefault(blocks[0], []).append((name, members))
+        for name, couplings in split.items():
+            out.setdefault(name, []).append(replace(rule, couplings=tuple(couplings)))
+    return out
 
 
 def prune_model(
@@ -123,9 +175,13 @@ def prune_model(
     the start of a kernel's path names its block. Returns (pruned params, [LayerRecord]).
 
     Every constrained leaf must be the kernel of an ``nn.Dense`` or ``nn.Conv`` that the loss
-    calls, and every constraint per-leaf (a global budget couples layers, which a layer-wise solve
-    cannot). ``chained`` (None: when possible) runs each block alone on stored inputs when the
-    loss calls the blocks as a chain; False always calibrates through the whole loss. With
+    calls, or a 1-d member of a coupled rule (a bias: it follows its channels' kernels). Coupled
+    rules are solved per coupled group, jointly over its kernels (``_coupled``); each group must
+    lie within one block and have its own budget (global budgets and shared coupled budgets rank
+    across blocks, which a block-by-block solve cannot).
+
+    ``chained`` (None: when possible) runs each block alone on stored inputs when the loss calls
+    the blocks as a chain; False always calibrates through the whole loss. With
     ``run_dir`` each finished block's kernels and records are checkpointed there; ``resume``
     continues after the last finished block of the same run (bit-exactly).
     """
@@ -133,18 +189,14 @@ def prune_model(
         raise ValueError(f"prune_model: unknown method {method!r}; valid: {sorted(METHODS)}")
     if not batches:
         raise ValueError("prune_model: no calibration batches")
-    budgets = [rule.include for rule in spec.rules if isinstance(rule, GlobalBudget | Coupled)]
-    if budgets:
-        raise ValueError(
-            f"prune_model: global budgets and coupled groups ({budgets}) span layers, which a "
-            "layer-wise solve cannot; give each leaf its own constraint"
-        )
     paths, leaves, _ = leaves_with_paths(params)
     dense_leaves = dict(zip(paths, leaves))
+    coupled_rules, coupled_members = _coupled_rules(spec, dense_leaves)
     constraints = jax.tree_util.tree_leaves(spec.constraints(params), is_leaf=lambda c: c is None)
-    targets = {p: c for p, c in zip(paths, constraints) if c is not None}
-    grams, order = capture.whole_loss(problem, frozenset(targets))
-    missing = sorted(set(targets) - set(jax.eval_shape(grams, params, state, batches[0])))
+    targets = {p: c for p, c in zip(paths, constraints) if c is not None and p not in coupled_members}
+    calibrated = set(targets) | {p for p, kernel in coupled_members.items() if kernel}
+    grams, order = capture.whole_loss(problem, frozenset(calibrated))
+    missing = sorted(calibrated - set(jax.eval_shape(grams, params, state, batches[0])))
     if missing:
         raise ValueError(
             f"prune_model: no calibration data for {missing}: a constrained leaf must be the kernel of "
@@ -155,6 +207,12 @@ def prune_model(
         found = re.match(block, path)
         blocks.setdefault(found.group(0) if found else path, []).append(path)
     names = list(blocks)
+    block_of = {p: name for name, members in blocks.items() for p in members}
+    coupled = _per_block(coupled_rules, block_of)
+    followers = {
+        name: [p for rule in rules for p in rule.paths if p not in block_of]
+        for name, rules in coupled.items()
+    }
     chain = None if chained is False else capture.probe(problem, params, state, batches[0], names)
     if chained and chain is None:
         raise ValueError(
@@ -171,12 +229,12 @@ def prune_model(
         inputs = [first(params, state, b) for b in batches]
     dense = params
     records = []
-    solve = METHODS[method]
     resuming = resume and run_dir is not None
     for index, (name, members) in enumerate(tqdm(blocks.items(), desc=f"oneshot {method}", disable=quiet)):
         resumed = None
         if resuming:
-            resumed = _resumed_block(run_dir, index, fingerprint, {p: dense_leaves[p] for p in members})
+            template = {p: dense_leaves[p] for p in [*members, *followers.get(name, [])]}
+            resumed = _resumed_block(run_dir, index, fingerprint, template)
             resuming = resumed is not None  # after the first unfinished block, everything is redone
         if resumed is not None:
             kernels, block_records = resumed
@@ -189,7 +247,9 @@ def prune_model(
                 inside = frozenset(p[len(name) + 1 :] for p in members)
                 pieces = [capture.run_block(chain, name, variables, x, inside)[1] for x in inputs]
                 calibration = {f"{name}/{p}": g for p, g in capture.accumulate(pieces).items()}
-            kernels, block_records = _solve_block(members, dense_leaves, calibration, targets, solve, options)
+            kernels, block_records = _solve_block(
+                members, dense_leaves, calibration, targets, coupled.get(name, []), method, options
+            )
             if run_dir is not None:
                 meta = {"fingerprint": fingerprint, "records": [r._asdict() for r in block_records]}
                 checkpoint.save(_block_dir(run_dir, index), kernels, meta)

@@ -88,6 +88,32 @@ def _sweep(weights, u, fixed_keep, *, block: int, mode: str, sparsity: float, n:
     return weights
 
 
+def prepared(w, gram: Gram, path: str, damping: float):
+    """(the (outputs, inputs) weights, U) of the sweep: inputs never active (H_jj = 0) have their
+    weights dropped and a unit diagonal in the damped H, so that its Cholesky factor exists."""
+    matrix = as_matrix(w, gram, path).astype(jnp.float32)
+    h = damped(gram, damping, path)
+    dead = jnp.diag(gram.matrix) == 0  # inputs never active: their weights do not matter, drop them
+    h = jnp.where(jnp.diag(dead), 1.0, h)
+    return jnp.where(dead[None, :], 0.0, matrix.T), inverse_cholesky(h)
+
+
+def saliency(weights, u, shape) -> jax.Array:
+    """W scaled by 1/U_jj per input j, in the kernel's ``shape``: its squares are the saliencies
+    w²/U_jj² and its signs W's."""
+    return (weights / jnp.diag(u)[None, :]).T.reshape(shape)
+
+
+def sweep_with_mask(weights, u, keep, block: int) -> jax.Array:
+    """The sweep with a fixed (outputs, inputs) ``keep`` mask."""
+    return _sweep(weights, u, keep, block=block, mode="fixed", sparsity=0.0, n=0, m=1)
+
+
+def check_block(path: str, block) -> None:
+    if not (isinstance(block, int) and block >= 1):
+        raise ValueError(f"layer {path!r}: sparsegpt block must be an int >= 1, got {block!r}")
+
+
 def sparsegpt(
     w,
     gram: Gram,
@@ -98,16 +124,10 @@ def sparsegpt(
 ) -> jax.Array:
     """SparseGPT's pruned kernel for any constraint (see the module docstring), same dtype as ``w``."""
     w = jnp.asarray(w)
-    matrix = as_matrix(w, gram, path).astype(jnp.float32)
+    as_matrix(w, gram, path)
     constraint.check(w.shape, w.dtype, path)
-    if not (isinstance(block, int) and block >= 1):
-        raise ValueError(f"layer {path!r}: sparsegpt block must be an int >= 1, got {block!r}")
-    h = damped(gram, damping, path)
-    dead = jnp.diag(gram.matrix) == 0  # inputs never active: their weights do not matter, drop them
-    h = jnp.where(jnp.diag(dead), 1.0, h)
-    weights = jnp.where(dead[None, :], 0.0, matrix.T)
-    u = inverse_cholesky(h)
-    inputs = matrix.shape[0]
+    check_block(path, block)
+    weights, u = prepared(w, gram, path, damping)
     native_nm = (
         isinstance(constraint, NM)
         and constraint.axis % w.ndim == w.ndim - 2
@@ -124,7 +144,6 @@ def sparsegpt(
             weights, u, fixed, block=block, mode="nm", sparsity=0.0, n=constraint.n, m=constraint.m
         )
     else:
-        saliency = (matrix / jnp.diag(u)[:, None]).reshape(w.shape)
-        fixed = constraint.mask(saliency, path).reshape(inputs, -1).T
-        swept = _sweep(weights, u, fixed, block=block, mode="fixed", sparsity=0.0, n=0, m=1)
+        fixed = constraint.mask(saliency(weights, u, w.shape), path).reshape(weights.shape[1], -1).T
+        swept = sweep_with_mask(weights, u, fixed, block)
     return constraint.project(swept.T.reshape(w.shape).astype(w.dtype), path)

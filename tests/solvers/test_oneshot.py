@@ -242,8 +242,6 @@ def test_prune_model_refuses_what_a_layer_wise_solve_cannot_do(bert):
     problem, params, state, batches = bert
     with pytest.raises(ValueError, match="global budgets"):
         oneshot.prune_model(problem, params, state, spec([global_(Unstructured(0.5), r"kernel$")]), batches)
-    with pytest.raises(ValueError, match="coupled groups .* span layers"):
-        oneshot.prune_model(problem, params, state, problem.coupled["neuron"](0.5), batches)
     with pytest.raises(ValueError, match=r"no calibration data for \['embeddings/word/embedding'\]"):
         oneshot.prune_model(
             problem, params, state, spec([(r"word/embedding$", Unstructured(0.5))]), batches, method="wanda"
