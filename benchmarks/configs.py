@@ -372,6 +372,10 @@ class OneShotStudy:
     )
     seeds: tuple[int, ...] = field(default=(0,), metadata=_help("calibration draws, e.g. 0,1,2"))
     fragment: int = field(default=8, metadata=_help("polarity fragment: rows sharing one sign per column"))
+    repeats: int = field(
+        default=30,
+        metadata=_help("interleaved timed rounds of the dense and compacted forwards (structured)"),
+    )
 
     def __post_init__(self):
         _known("oneshot", "problem", (self.problem,), ONESHOT_DEFAULTS)
@@ -382,6 +386,7 @@ class OneShotStudy:
             _require("oneshot", "calibration", self.calibration, lambda v: v >= 1, "be >= 1")
         _require("oneshot", "seeds", self.seeds, lambda v: v >= 0, "be non-empty and >= 0")
         _require("oneshot", "fragment", self.fragment, lambda v: v >= 1, "be >= 1")
+        _require("oneshot", "repeats", self.repeats, lambda v: v >= 1, "be >= 1")
 
     @property
     def chosen_structures(self) -> tuple[str, ...]:

@@ -10,9 +10,13 @@ wall time of the pass and the process's peak RSS.
 Structures (over every prunable kernel): ``50%``, ``60%`` and ``70%`` unstructured, ``2:4`` and
 ``4:8`` along the inputs, ``16x16`` tiles at 50 %, ``polarity`` (each fragment of inputs of a
 column keeps one sign; it sets no count, so every method ends at its own sparsity, which the
-tables show) and ``structured`` (the problem's ``head`` and ``neuron`` groups at 25 % each,
-docs/problems.md: whole heads' columns and attention-output rows, whole FFN neurons' columns and
-output rows, each leaf choosing its own).
+tables show) and ``structured`` (the problem's coupled ``head+neuron`` structure at 25 %,
+docs/problems.md: a quarter of every block's attention heads — query columns and attention-output
+rows, with key and value columns for MiniLM — and of its FFN neurons — every kernel slice of the
+neuron —, chosen jointly over the slices by ``oneshot.prune_coupled``). The structured model is
+then compacted (``problems.compact``) and measured as ``prunax bench speedup`` measures: parameters,
+XLA's FLOPs per example, and the median of interleaved calls of the jitted dense and compact
+forwards at batch 1 and the calibration batch, with the compact model's metric measured again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from prunax.solvers import oneshot
 
 from .. import harness
 from ..configs import OneShotStudy
+from .speedup import inputs, measure
 
 BATCH = {"bert": 32, "smollm2": 8}  # calibration examples per batch
 LOWER_IS_BETTER = {"perplexity"}
@@ -44,10 +49,9 @@ def run_key(structure: str, method: str, seed: int) -> str:
 
 def structure_spec(problem, structure: str, fragment: int) -> constraints.Spec:
     """The spec of ``structure``: one constraint on every prunable kernel, or (``structured``) the
-    problem's head and neuron groups together."""
+    problem's coupled heads and FFN neurons."""
     if structure == "structured":
-        rules = [*problem.groups["head"](STRUCTURED).rules, *problem.groups["neuron"](STRUCTURED).rules]
-        return constraints.spec(rules)
+        return problem.coupled["head+neuron"](STRUCTURED)
     return problem.spec(structure_constraint(structure, fragment))
 
 
@@ -121,6 +125,11 @@ def one_run(
     }
     if dense_pooled is not None:
         row["cosine"] = float(np.mean(np.sum(_pooled(problem, pruned, state) * dense_pooled, axis=-1)))
+    if structure == "structured":
+        compacted = problems.compact(problem, pruned, state, within=spec)
+        sizes = {1: inputs(problem, 1, seed), BATCH[problem.name]: inputs(problem, BATCH[problem.name], seed)}
+        row["compact_metric"] = compacted.problem.evaluate(compacted.params, compacted.state)[problem.metric]
+        row.update(measure(problem, (params, state), compacted, sizes, study.repeats))
     shutil.rmtree(blocks)  # the pruned model is measured: its row is what the run leaves
     return row
 
@@ -202,6 +211,55 @@ def table(rows: list[dict], study: OneShotStudy, structure: str) -> str:
     return harness.markdown_table(header, cells)
 
 
+def compaction_table(rows: list[dict], study: OneShotStudy) -> str:
+    """Markdown: per method of the structured setting, the compacted model's size and speed."""
+    metric = _metric(rows)
+    cells = []
+    for m in study.methods:
+        for r in _of(rows, "structured", m):
+            latency = [
+                f"{v['dense']:.1f} → {v['compact']:.1f} ms ({v['dense'] / v['compact']:.2f}×)"
+                for v in r["latency_ms"].values()
+            ]
+            cells.append(
+                [
+                    m,
+                    f"{r['compact_params'] / r['params']:.3f}",
+                    f"{r['compact_flops'] / r['flops']:.3f}",
+                    *latency,
+                    _metric_cell([{metric: r["compact_metric"]}], metric),
+                    _metric_cell([r], metric),
+                ]
+            )
+    batches = list(next(r for r in rows if r["structure"] == "structured")["latency_ms"])
+    header = [
+        "method",
+        "params ×",
+        "FLOPs ×",
+        *(f"batch {b}" for b in batches),
+        f"compact {metric}",
+        f"masked {metric}",
+    ]
+    return harness.markdown_table(header, cells)
+
+
+def compaction_conclusion(rows: list[dict]) -> str:
+    """The compacted models' measured speed-up and whether they compute what the masked ones do."""
+    mine = [r for r in rows if r["structure"] == "structured"]
+    metric = _metric(rows)
+    speedups = {
+        b: [v["dense"] / v["compact"] for v in (r["latency_ms"][b] for r in mine)]
+        for b in mine[0]["latency_ms"]
+    }
+    said = ", ".join(f"{min(v):.2f}–{max(v):.2f}× at batch {b}" for b, v in speedups.items())
+    same = all(np.isclose(r["compact_metric"], r[metric], rtol=1e-4) for r in mine)
+    removed = 1 - mine[0]["compact_params"] / mine[0]["params"]
+    return (
+        f"**structured, compacted** — {removed:.0%} of the parameters removed, forward {said}; "
+        f"the compacted {metric} {'equals' if same else 'differs from'} the masked model's in every run"
+    )
+
+
 def conclusion(rows: list[dict], study: OneShotStudy, structure: str) -> str:
     """The methods ordered by mean reconstruction error and by the metric, and ADMM's error (and,
     for perplexity, its increase over dense) against the best other method's."""
@@ -279,7 +337,17 @@ def report(rows: list[dict], study: OneShotStudy, out: Path) -> str:
     ]
     for s in structures:
         lines += [f"## {s}", "", table(rows, study, s), ""]
-    lines += ["## Conclusion", "", *(f"* {conclusion(rows, study, s)}" for s in structures), ""]
+        if s == "structured":
+            lines += [
+                "Compacted (the heads and neurons removed from the model):",
+                "",
+                compaction_table(rows, study),
+                "",
+            ]
+    lines += ["## Conclusion", "", *(f"* {conclusion(rows, study, s)}" for s in structures)]
+    if "structured" in structures:
+        lines += [f"* {compaction_conclusion(rows)}"]
+    lines += [""]
     lines += [f"![{metric} and reconstruction error](oneshot.png)", ""]
     text = "\n".join(lines)
     (out / "report.md").write_text(text)

