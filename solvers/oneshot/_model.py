@@ -149,8 +149,8 @@ def _per_block(rules: list[Coupled], block_of: dict) -> dict[str, list[Coupled]]
                     "``block`` regex joins them)"
                 )
             split.setdefault(blocks[0], []).append((name, members))
-        for name, couplings in split.items():
-            out.setdefault(name, []).append(replace(rule, couplings=tuple(couplings)))
+        for block, couplings in split.items():
+            out.setdefault(block, []).append(replace(rule, couplings=tuple(couplings)))
     return out
 
 
