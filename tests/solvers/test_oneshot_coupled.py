@@ -13,6 +13,7 @@ import pytest
 from prunax import problems
 from prunax.constraints import coupled, spec
 from prunax.solvers import oneshot
+from tests.solvers.test_oneshot import _test_size_with_batches
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "admm")
 RULE = coupled(0.4, {"mlp": [("w1", 1), ("b1", 0), ("w2", 0)]})  # 5 neurons, keep 3
@@ -97,10 +98,7 @@ def test_admm_finds_the_brute_force_optimal_channels_and_refits_them():
 
 @pytest.fixture(scope="module")
 def bert():
-    problem = problems.get("bert", "test")
-    params, state = problem.init(jax.random.key(0))
-    batches = [b for _, b in zip(range(2), problem.batches("train", jax.random.key(1), 16))]
-    return problem, params, state, batches
+    return _test_size_with_batches("bert")
 
 
 def test_coupled_heads_and_neurons_through_the_model_pass_compact_to_the_same_model(bert, tmp_path):
