@@ -12,7 +12,7 @@ from ._nm import NM
 from ._paths import leaves_with_paths, path_str
 from ._pattern import Pattern, mine_patterns
 from ._spec import Spec, apply_masks, spec
-from ._topk import TINY, top_k_mask
+from ._topk import TINY, keep_top_k, top_k_mask, top_k_masks
 from ._unstructured import Unstructured
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "channel_reduce",
     "coupled",
     "global_",
+    "keep_top_k",
     "kept_count",
     "leaves_with_paths",
     "mine_patterns",
@@ -40,4 +41,5 @@ __all__ = [
     "spec",
     "spread_channels",
     "top_k_mask",
+    "top_k_masks",
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -19,9 +20,9 @@ class ColumnSign(Constraint):
     (kh, kw, cin, cout), giving kh*kw*cin rows) and columns the flattening of the axes after it.
     Each column is cut into fragments of ``fragment`` consecutive rows (the last may be partial).
 
-    Exact: per fragment v keep v+ = max(v, 0) if ||v+||^2 >= ||v-||^2 (ties keep the positive
-    side), else v- = min(v, 0); the sign choices are independent, and each maximises the kept
-    energy of its fragment. NaN entries are never kept (and count for neither side).
+    Exact: per fragment v keep v+ = max(v, 0) if ||v+||^2 >= ||v-||^2, i.e. sum(v |v|) >= 0
+    (ties keep the positive side), else v- = min(v, 0); the sign choices are independent, and
+    each maximises the kept energy of its fragment. NaN entries are never kept (and count for neither side).
     """
 
     fragment: int
@@ -54,16 +55,29 @@ class ColumnSign(Constraint):
     def _unmatrix(self, fragments, rows, shape):
         return fragments.reshape(-1, fragments.shape[-1])[:rows].reshape(shape)
 
+    def _views(self, shape):
+        """(view, unview, fragment axis): when the fragment divides the extent of ``axis``, the
+        leaf with that axis split in (fragments, fragment) and no axes merged (a sharded leaf stays
+        sharded); otherwise the crossbar matrix ``_matrix``. Both group the same entries."""
+        axis = self.axis % len(shape)
+        if shape[axis] % self.fragment == 0:
+            split = (*shape[:axis], shape[axis] // self.fragment, self.fragment, *shape[axis + 1 :])
+            return (lambda x: x.reshape(split)), (lambda x: x.reshape(shape)), axis + 1
+        rows = math.prod(shape[: axis + 1])
+        return (lambda x: self._matrix(x)[0]), (lambda x: self._unmatrix(x, rows, shape)), 1
+
     def _mask(self, w, scale=None):
-        x = w.astype(energy_dtype(w.dtype))
-        frags, rows = self._matrix(jnp.where(jnp.isnan(x), 0, x))
-        positive, negative = (self._matrix(side)[0] for side in signs(w))
-        positive_energy = jnp.sum(jnp.square(jnp.where(positive, frags, 0)), axis=1, keepdims=True)
-        negative_energy = jnp.sum(jnp.square(jnp.where(negative, frags, 0)), axis=1, keepdims=True)
-        keep = jnp.where(positive_energy >= negative_energy, positive, negative)
-        return self._unmatrix(keep, rows, w.shape)
+        view, unview, fragment_axis = self._views(w.shape)
+        x = view(w.astype(energy_dtype(w.dtype)))
+        positive, negative = (view(side) for side in signs(w))
+        # ||v+||^2 - ||v-||^2 in one reduction: sum of x |x| (NaN entries count for neither side; a
+        # NaN balance is inf - inf, both sides infinite, which ties and keeps the positive side)
+        balance = jnp.sum(jnp.where(jnp.isnan(x), 0, x * jnp.abs(x)), axis=fragment_axis, keepdims=True)
+        keep = jnp.where((balance >= 0) | jnp.isnan(balance), positive, negative)
+        return unview(keep)
 
     def _is_feasible(self, w):
-        positive, negative = (self._matrix(side)[0] for side in signs(w))
-        mixed = jnp.any(positive, axis=1) & jnp.any(negative, axis=1)
+        view, _, fragment_axis = self._views(w.shape)
+        positive, negative = (view(side) for side in signs(w))
+        mixed = jnp.any(positive, axis=fragment_axis) & jnp.any(negative, axis=fragment_axis)
         return ~jnp.any(mixed) & ~jnp.any(jnp.isnan(w))

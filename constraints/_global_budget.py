@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from ._block import Block
 from ._counting import kept_count
-from ._topk import top_k_mask
+from ._topk import top_k_masks
 from ._unstructured import Unstructured
 
 _NORMALIZE = (None, "rms", "max")
@@ -45,8 +45,9 @@ class GlobalBudget:
             raise ValueError(f"global_: include={self.include!r} is not a valid regex ({err})") from None
 
     def _scores(self, w):
-        """The leaf's scores, divided by the rms or max of its finite scores under ``normalize``."""
-        scores = self.constraint.scores(w).reshape(-1)
+        """The leaf's scores (|w|, or block energies on the block grid), divided by the rms or max
+        of its finite scores under ``normalize``."""
+        scores = self.constraint.scores(w)
         if self.normalize is None:
             return scores
         finite = jnp.isfinite(scores)
@@ -59,15 +60,12 @@ class GlobalBudget:
 
     def masks(self, leaves: list, scale=None) -> list:
         """One mask per leaf, from a single top-k over all of their (normalised) scores
-        (``scale``: the gradual-pruning fraction of the sparsity, as in ``Constraint.mask``)."""
+        (``scale``: the gradual-pruning fraction of the sparsity, as in ``Constraint.mask``). The
+        scores are ranked in place, never concatenated, so sharded leaves stay sharded."""
         scores = [self._scores(w) for w in leaves]
-        total = sum(s.shape[0] for s in scores)
-        keep = top_k_mask(jnp.concatenate(scores), kept_count(total, self.constraint.sparsity, scale))
-        out, start = [], 0
-        for w, s in zip(leaves, scores):
-            out.append(self.constraint.expand_flat(keep[start : start + s.shape[0]], w.shape))
-            start += s.shape[0]
-        return out
+        total = sum(s.size for s in scores)
+        keeps = top_k_masks(scores, kept_count(total, self.constraint.sparsity, scale))
+        return [self.constraint.expand_flat(keep, w.shape) for w, keep in zip(leaves, keeps)]
 
     def is_feasible(self, leaves: list) -> jax.Array:
         c = self.constraint

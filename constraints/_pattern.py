@@ -51,10 +51,10 @@ def _as_pattern_array(patterns) -> np.ndarray:
 
 
 def _first_best(ranked, kept):
-    """Per row: the first index of the largest ``ranked`` (lower pattern index on ties) and the
+    """Per tile: the first index of the largest ``ranked`` (lower pattern index on ties) and the
     ``kept`` energy there."""
-    choice = jnp.argmax(ranked, axis=1)
-    return choice, jnp.take_along_axis(kept, choice[:, None], axis=1)[:, 0]
+    choice = jnp.argmax(ranked, axis=-1)
+    return choice, jnp.take_along_axis(kept, choice[..., None], axis=-1)[..., 0]
 
 
 def _nested_tuple(array: np.ndarray):
@@ -132,10 +132,11 @@ class Pattern(Constraint):
         return tuple(a % ndim for a in self.axes)
 
     def _tiles(self, x, fill=0):
-        """(tiles, tile_size): every tile flattened; the non-tiled axes enumerate tiles too."""
+        """(grid..., rest..., tile_size): every tile's entries flattened, the tiles still indexed by
+        the tile grid and the non-tiled axes (not flattened, so a sharded leaf stays sharded)."""
         tiled = tile_view(x, self._axes(x.ndim), self.tile_shape, fill)
         size = int(np.prod(self.tile_shape))
-        return tiled.reshape(-1, size)
+        return tiled.reshape(*tiled.shape[: tiled.ndim - len(self.tile_shape)], size)
 
     def _untile(self, flat_tiles, shape):
         axes = self._axes(len(shape))
@@ -154,7 +155,7 @@ class Pattern(Constraint):
 
     @partial(jax.jit, static_argnums=0)  # eager calls then compile the lax.cond once per shape
     def _best(self, w):
-        """Per tile: the chosen pattern's mask (tiles, size) and its kept energy (tiles,).
+        """Per tile: the chosen pattern's mask (tiles..., size) and its kept energy (tiles...).
 
         A pattern's kept energy is one matrix product of the tile's energies (NaN as 0) with the
         patterns; the largest wins (ties: the lower pattern index). An infinite entry makes that
@@ -167,7 +168,7 @@ class Pattern(Constraint):
         pats = jnp.asarray(self.pattern_array.reshape(self.pattern_array.shape[0], -1))
         weights = pats.T.astype(energy_dtype(w.dtype))
         tiles = self._energies(w)
-        kept = jnp.where(tiles < 0, 0, tiles) @ weights  # (tiles, count)
+        kept = jnp.where(tiles < 0, 0, tiles) @ weights  # (tiles..., count)
         choice, best = _first_best(kept, kept)
 
         def infinite_first():  # recomputes the energies: capturing them costs a pass on every call
@@ -175,29 +176,29 @@ class Pattern(Constraint):
             infinite = jnp.isinf(tiles)
             finite_kept = jnp.where(infinite | (tiles < 0), 0, tiles) @ weights
             infinite_kept = infinite.astype(weights.dtype) @ weights
-            most = jnp.max(infinite_kept, axis=1, keepdims=True)
+            most = jnp.max(infinite_kept, axis=-1, keepdims=True)
             choice, best = _first_best(jnp.where(infinite_kept == most, finite_kept, -1), finite_kept)
-            return choice, jnp.where(most[:, 0] > 0, jnp.inf, best)
+            return choice, jnp.where(most[..., 0] > 0, jnp.inf, best)
 
         choice, best = lax.cond(jnp.all(jnp.isfinite(best)), lambda: (choice, best), infinite_first)
-        return pats[choice] & (tiles >= 0), jnp.where(jnp.any(tiles < 0, axis=1), jnp.nan, best)
+        return pats[choice] & (tiles >= 0), jnp.where(jnp.any(tiles < 0, axis=-1), jnp.nan, best)
 
     def _mask(self, w, scale=None):
         chosen, best = self._best(w)
         if self.connectivity is not None:
-            keep = top_k_mask(best, kept_count(best.shape[0], self.connectivity, scale))
-            chosen = chosen & keep[:, None]
+            keep = top_k_mask(best, kept_count(best.size, self.connectivity, scale))
+            chosen = chosen & keep[..., None]
         return self._untile(chosen, w.shape)
 
     def _is_feasible(self, w):
         support = self._tiles(nonzero(w).astype(jnp.float32))
         pats = jnp.asarray(self.pattern_array.reshape(self.pattern_array.shape[0], -1))
         outside = support @ (~pats).T.astype(jnp.float32)  # nonzeros outside each pattern
-        inside_some = jnp.any(outside == 0, axis=1)
+        inside_some = jnp.any(outside == 0, axis=-1)
         ok = jnp.all(inside_some)
         if self.connectivity is not None:
-            nonzero_tiles = jnp.sum(jnp.any(support > 0, axis=1))
-            ok = ok & (nonzero_tiles <= kept_count(support.shape[0], self.connectivity))
+            nonzero_tiles = jnp.sum(jnp.any(support > 0, axis=-1))
+            ok = ok & (nonzero_tiles <= kept_count(support[..., 0].size, self.connectivity))
         return ok
 
     def groups(self, shape):

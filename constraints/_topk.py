@@ -1,7 +1,9 @@
 """The exact top-k selection kernel every projection uses (docs/constraints.md, "The top-k kernel").
 
-``top_k_mask(scores, k)`` marks the k largest scores of an array of any shape. The kept set is
-exactly the first k entries of a stable sort by (score descending, flat index ascending), where:
+``top_k_mask(scores, k)`` marks the k largest scores of an array of any shape; ``top_k_masks``
+ranks several arrays together (a global budget) and ``keep_top_k`` returns the projection itself.
+The kept set is exactly the first k entries of a stable sort by (score descending, flat index
+ascending; several arrays count as their flattenings concatenated), where:
 
 * scores may be any reals; NaN ranks below every number and is never kept (fewer than k entries
   are kept only when fewer than k scores are numbers);
@@ -12,14 +14,19 @@ exactly the first k entries of a stable sort by (score descending, flat index as
 Algorithm (no sort on large arrays; on XLA:CPU a sort or ``lax.top_k`` costs 100-2000 read passes):
 a counting search on non-negative keys. ``G(u) = #(score > u)`` is one fused pass summing the
 indicator ``min(max(score - u, 0) * 2**(103 + p), 1)`` (p mantissa bits; 2**126 in float32): exact
-for u >= TINY, and 4x faster than summing a boolean on XLA:CPU; rows of at most 2**24 elements keep
-float32 sums exact. A strided sample gives the first probe (its estimate of the k-th score) and a
-Newton step (its local density); then secant steps aimed just past the target, safeguarded by
-regula falsi and bisection on the float bits, narrow a bracket (lo, hi] with G(hi) < k <= G(lo)
+for u >= TINY, and 4x faster than summing a boolean on XLA:CPU; float32 sums of at most 2**24
+elements stay exact. A strided grid sample gives the first probe (its estimate of the k-th score)
+and a Newton step (its local density); then secant steps aimed just past the target, safeguarded
+by regula falsi and bisection on the float bits, narrow a bracket (lo, hi] with G(hi) < k <= G(lo)
 until G(lo) == k (the kept set is ``score > lo``) or (lo, hi] holds one tied value, whose ties are
-cut by flat index. A probe in an empty gap is followed by a snap pass onto the data. NaN, inf and
-negative scores (seen by the finiteness pass) take a materialised key (``_signed_key``). Typically
-6-10 passes at 1e7 entries; at most ``sort_below`` entries use a stable argsort instead.
+cut by flat index: the same search on the key ``n - index`` of the ties, or peeling for one or two.
+A probe in an empty gap is followed by a snap pass onto the data. NaN, inf and negative scores
+(seen by the finiteness pass) take a materialised key (``_signed_keys``). Typically 6-10 passes at
+1e7 entries; at most ``sort_below`` entries use a stable argsort instead.
+
+Every pass is a reduction over the arrays in their own shapes (never flattened), so on arrays
+sharded across devices XLA runs each pass on the local shards and adds the counts across devices:
+no array is gathered whole (docs/constraints.md, "Sharded leaves").
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ from jax import lax
 TINY = 2.0**-100
 SORT_BELOW = 4096
 _SAMPLE = 16384
-_COUNT_SLICE = 2**24  # the longest row a float32 count sums (exact up to 2**24)
+_COUNT_SLICE = 2**24  # the most elements a float32 count sums exactly
 _MAX_STEPS = 96
+_SAMPLE_WHOLE_AXIS = 8  # axes this short (a 3x3 kernel's) are sampled whole, not strided
 
 
 def _work_dtype(dtype) -> jnp.dtype:
@@ -54,24 +62,25 @@ def _indicator_greater(x, u):
     return jnp.minimum(jnp.maximum(x - u, 0) * big, 1)
 
 
-def _as_rows(flat):
-    """(R, C) view with C <= _COUNT_SLICE, zero-padded when R does not divide the size.
+def _count_part(x, u) -> jax.Array:
+    """``#(x > u)`` as int32 for one array in its own shape, exact for u >= TINY: one float sum
+    when it has at most 2**24 elements (float64: always), else float sums over the trailing axes
+    (or 2**24-long slices of the flattening) added as int32."""
+    indicator = _indicator_greater(x, u)
+    if x.dtype == jnp.float64 or x.size <= _COUNT_SLICE:
+        return jnp.sum(indicator).astype(jnp.int32)
+    if x.ndim >= 2 and math.prod(x.shape[1:]) <= _COUNT_SLICE:
+        per_row = jnp.sum(indicator, axis=tuple(range(1, x.ndim)))
+        return jnp.sum(per_row.astype(jnp.int32), dtype=jnp.int32)
+    flat = indicator.reshape(-1)
+    slices = (flat[i : i + _COUNT_SLICE] for i in range(0, flat.shape[0], _COUNT_SLICE))
+    return sum(jnp.sum(s).astype(jnp.int32) for s in slices)
 
-    Float32 sums of 0/1 are exact up to 2**24, so counts sum each row in float32 and add the row
-    counts as int32. Zero padding is invisible to every count at u >= TINY, and sorts last.
-    """
-    n = flat.shape[0]
-    rows = -(-n // _COUNT_SLICE) if flat.dtype != jnp.float64 else 1
-    cols = -(-n // rows)
-    if rows * cols != n:
-        flat = jnp.pad(flat, (0, rows * cols - n))
-    return flat.reshape(rows, cols)
 
-
-def _count_greater(rows, u, score) -> jax.Array:
-    """``#(score(rows) > u)`` as int32, exact for u >= TINY."""
-    per_row = jnp.sum(_indicator_greater(score(rows), u), axis=1)
-    return jnp.sum(per_row.astype(jnp.int32), dtype=jnp.int32)
+def _count_greater(keys, u) -> jax.Array:
+    """``G(u)`` over every array: ``keys`` are functions returning the key arrays, called inside
+    the pass so that each key is computed in the reduction's fusion, never materialised."""
+    return sum(_count_part(key(), u) for key in keys)
 
 
 def _next_up(x):
@@ -89,36 +98,57 @@ def _bits_midpoint(lo, hi):
     return lax.bitcast_convert_type(a + (b - a) // 2, lo.dtype)
 
 
-def _sample_estimate(rows, k, score):
-    """From a strided sample: an estimate of the k-th largest score and the local density of
-    scores around it (elements per unit of score), for a first probe and a Newton step."""
-    flat = rows.reshape(-1)
-    n = flat.shape[0]
+def _grid_sample(x, m: int):
+    """About ``m`` entries of ``x`` on a strided grid, flattened. The stride is spread over the
+    axes (longest first, short ones whole) so that the grid sees many rows and many columns: a
+    per-channel scale must not bias the sample."""
+    stride = max(x.size / max(m, 1), 1.0)
+    steps = [1] * x.ndim
+    strided = sorted((d for d in range(x.ndim) if x.shape[d] > _SAMPLE_WHOLE_AXIS), key=lambda d: -x.shape[d])
+    for left, d in enumerate(strided):
+        step = min(x.shape[d], max(1, round(stride ** (1 / (len(strided) - left)))))
+        steps[d], stride = step, stride / step
+    return x[tuple(slice(None, None, s) for s in steps)].reshape(-1)
+
+
+def _sample_estimate(keys, sizes, k, dtype):
+    """From a strided sample of every array (in proportion to its size): an estimate of the k-th
+    largest key and the local density of keys around it (elements per unit of key), for a first
+    probe and a Newton step."""
+    n = sum(sizes)
     m = min(n, _SAMPLE, max(256, 4 * math.isqrt(n)))
-    sample = jnp.sort(score(flat[:: n // m][:m]))[::-1]
-    rank = k.astype(sample.dtype) * (m / n)
+    sample = jnp.concatenate([_grid_sample(key(), -(-m * size // n)) for key, size in zip(keys, sizes)])
+    m = sample.shape[0]
+    sample = jnp.sort(sample)[::-1]
+    rank = k.astype(dtype) * (m / n)
     spread = jnp.maximum(3.0 * jnp.sqrt(rank * jnp.maximum(1.0 - rank / m, 0.0)), 2.0)
 
     def at(r):
         return sample[jnp.clip(jnp.round(r), 0, m - 1).astype(jnp.int32)]
 
     upper, lower = at(rank - spread), at(rank + spread)
-    density = (2 * spread * (n / m)) / jnp.maximum(upper - lower, jnp.finfo(sample.dtype).tiny)
+    density = (2 * spread * (n / m)) / jnp.maximum(upper - lower, jnp.finfo(dtype).tiny)
     return at(rank), density
 
 
-def _max_at_most(values, hi, score):
-    """max{score <= hi} for finite hi >= TINY, in one arithmetic pass."""
-    x = score(values)
-    big = jnp.asarray(jnp.finfo(x.dtype).max, x.dtype)
-    return jnp.max(jnp.minimum(x, hi) - _indicator_greater(x, hi) * big)
+def _max_at_most(keys, hi):
+    """max{key <= hi} for hi >= TINY (or inf), in one arithmetic pass."""
+    peaks = []
+    for key in keys:
+        x = key()
+        big = jnp.asarray(jnp.finfo(x.dtype).max, x.dtype)
+        peaks.append(jnp.max(jnp.minimum(x, hi) - _indicator_greater(x, hi) * big))
+    return jnp.max(jnp.stack(peaks))
 
 
-def _min_above(values, lo, score):
-    """min{score > lo} for lo == -1 or lo >= TINY, in one arithmetic pass."""
-    x = score(values)
-    big = jnp.asarray(jnp.finfo(x.dtype).max, x.dtype)
-    return jnp.min(jnp.maximum(x, lo) + (1 - _indicator_greater(x, lo)) * big)
+def _min_above(keys, lo):
+    """min{key > lo} for lo == -1 or lo >= TINY, in one arithmetic pass."""
+    floors = []
+    for key in keys:
+        x = key()
+        big = jnp.asarray(jnp.finfo(x.dtype).max, x.dtype)
+        floors.append(jnp.min(jnp.maximum(x, lo) + (1 - _indicator_greater(x, lo)) * big))
+    return jnp.min(jnp.stack(floors))
 
 
 class _Bracket(NamedTuple):
@@ -145,9 +175,9 @@ def _lowest_split(lo, tiny):
     return jnp.maximum(_next_up(lo), tiny)
 
 
-def _probe(b: _Bracket, rows, k, score, estimate, density) -> _Bracket:
+def _probe(b: _Bracket, keys, k, estimate, density) -> _Bracket:
     """One counting pass at the next probe u (estimate, Newton, secant, falsi or bisection)."""
-    dtype = rows.dtype
+    dtype = b.lo.dtype
     tiny = jnp.asarray(TINY, dtype)
     width = b.c_lo - b.c_hi
     base = jnp.maximum(b.lo, 0)
@@ -163,7 +193,7 @@ def _probe(b: _Bracket, rows, k, score, estimate, density) -> _Bracket:
     u = jnp.where(b.step == 0, estimate, jnp.where(b.step == 1, newton, u))
     u = jnp.where(jnp.isnan(b.forced), u, b.forced)
     u = jnp.clip(u, _lowest_split(b.lo, tiny), jnp.nextafter(b.hi, b.lo))
-    count = _count_greater(rows, u, score)
+    count = _count_greater(keys, u)
     f_u = (count - k).astype(dtype) + 0.5
     moves_hi = count < k
     again = jnp.where(moves_hi, 1, -1) == b.last_side
@@ -188,17 +218,17 @@ def _probe(b: _Bracket, rows, k, score, estimate, density) -> _Bracket:
     )
 
 
-def _snap(b: _Bracket, rows, k, score) -> _Bracket:
+def _snap(b: _Bracket, keys, k) -> _Bracket:
     """After a probe in an empty gap: move the nearer end onto the data, and force the next
     probe to split that value off."""
-    tiny = jnp.asarray(TINY, rows.dtype)
+    tiny = jnp.asarray(TINY, b.lo.dtype)
 
     def onto_top():  # no data in (top, hi], so G(top) == c_hi; then split top off
-        top = _max_at_most(rows, b.hi, score)
+        top = _max_at_most(keys, b.hi)
         return b._replace(hi=top, forced=jnp.nextafter(top, b.lo))
 
     def onto_bottom():  # no data in (lo, bottom), so G(prev(bottom)) == c_lo
-        bottom = _min_above(rows, b.lo, score)
+        bottom = _min_above(keys, b.lo)
         # lo stays -1 or >= TINY, where counts and snaps are exact; (0, TINY] is one tie group
         above_tiny = bottom > tiny
         lo = jnp.where(above_tiny, jnp.nextafter(bottom, b.lo), b.lo)
@@ -234,35 +264,86 @@ def _start(k, valid, dtype) -> _Bracket:
     )
 
 
-def _search(rows, k, valid, score):
+def _search(keys, sizes, k, valid, dtype, prior=None):
     """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
 
-    ``score(rows)`` ((R, C) from ``_as_rows``) is non-negative except -1 for NaN; ``k`` is int32
-    in [1, valid] and ``valid`` the number of non-NaN scores, so the search starts from
-    G(-1) == valid and G(inf) == 0. Each iteration is one pass: a probe (``_probe``: the sample's
-    estimate, a Newton step, then secants aimed past the target by about their own error, sqrt of
-    the residual, so that probes alternate sides; Illinois regula falsi outside the bracket; bit
-    bisection when three probes shrank it less than 2x) or, after a probe in an empty gap, a snap
-    (``_snap``) of the nearer end onto the data, so that a tie group costs two passes.
+    ``keys`` (functions returning the key arrays; ``sizes`` their sizes) are non-negative except
+    -1 for excluded entries (NaN); ``k`` is int32 in [1, valid] and ``valid`` the number of
+    non-excluded keys, so the search starts from G(-1) == valid and G(inf) == 0. Each iteration is
+    one pass: a probe (``_probe``: the estimate, a Newton step, then secants aimed past the target
+    by about their own error, sqrt of the residual, so that probes alternate sides; Illinois regula
+    falsi outside the bracket; bit bisection when three probes shrank it less than 2x) or, after a
+    probe in an empty gap, a snap (``_snap``) of the nearer end onto the data, so that a tie group
+    costs two passes. ``prior``: (estimate, density) instead of the sample's.
     """
-    tiny = jnp.asarray(TINY, rows.dtype)
-    estimate, density = _sample_estimate(rows, k, score)
+    tiny = jnp.asarray(TINY, dtype)
+    estimate, density = _sample_estimate(keys, sizes, k, dtype) if prior is None else prior
 
     def cond(b):
         return (b.c_lo != k) & (_lowest_split(b.lo, tiny) < b.hi) & (b.step < _MAX_STEPS)
 
     def body(b):
-        return lax.cond(
-            b.snap, lambda: _snap(b, rows, k, score), lambda: _probe(b, rows, k, score, estimate, density)
-        )
+        return lax.cond(b.snap, lambda: _snap(b, keys, k), lambda: _probe(b, keys, k, estimate, density))
 
-    b = lax.while_loop(cond, body, _start(k, valid, rows.dtype))
+    b = lax.while_loop(cond, body, _start(k, valid, dtype))
     return b.lo, b.hi, b.c_lo, b.c_hi
 
 
+def _flat_index(shape, offset: int, dtype):
+    """``offset`` plus the C-order flat index of every entry of an array of ``shape``, in ``dtype``
+    (built from per-axis iotas, so a sharded array's index is computed on its shards)."""
+    index = jnp.full(shape, offset, jnp.int32)
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        index = index + lax.broadcasted_iota(jnp.int32, shape, axis) * stride
+        stride *= shape[axis]
+    return index.astype(dtype)
+
+
+def _tie_indicator(x, lo, hi):
+    """1.0 where lo < x <= hi, else 0.0, without a boolean (hi = inf: nothing lies above it)."""
+    finite_hi = jnp.isfinite(hi)
+    return _indicator_greater(x, lo) - _indicator_greater(x, jnp.where(finite_hi, hi, 0)) * finite_hi
+
+
+_PEEL_AT_MOST = 2  # a peel costs one pass per tie; the search on the index about six in all
+
+
+def _first_ties_by_index(keys, shapes, lo, hi, wanted, ties, dtype):
+    """Per array, the mask of the first ``wanted`` of the ``ties`` entries (flat order over all
+    arrays) with lo < key <= hi, for n entries in all with n exact in ``dtype``.
+
+    The ties' key ``n - index`` takes distinct integer values in [1, n] (-1 off the ties), so its
+    top ``wanted`` is found exactly: by peeling the largest key ``wanted`` times (one max pass
+    each), or by the counting search with the prior that ties spread evenly over the indices.
+    """
+    sizes = [math.prod(s) for s in shapes]
+    n = sum(sizes)
+    offsets = np.cumsum([0, *sizes[:-1]])
+
+    def index_key(key, shape, offset):
+        tie = _tie_indicator(key(), lo, hi)
+        return tie * (n - _flat_index(shape, int(offset), dtype)) + (tie - 1)
+
+    order = [partial(index_key, key, shape, offset) for key, shape, offset in zip(keys, shapes, offsets)]
+
+    def peel():
+        largest_below = lambda _, last: _max_at_most(order, last - 0.5)  # noqa: E731
+        return lax.fori_loop(0, wanted, largest_below, jnp.asarray(jnp.inf, dtype)) - 0.5
+
+    def search():
+        share = wanted.astype(dtype) / ties.astype(dtype)
+        prior = (n * (1 - share), ties.astype(dtype) / n)
+        return _search(order, sizes, wanted, ties, dtype, prior)[0]
+
+    cut = lax.cond(wanted <= _PEEL_AT_MOST, peel, search)
+    return [key() > cut for key in order]
+
+
 def _first_ties_by_chunks(scores, lo, hi, wanted):
-    """Mask of the first ``wanted`` entries (flat order) with lo < score <= hi: tie counts of 64
-    chunks, then a cumulative sum inside the chunk holding the cut (about 7 passes at 1e7)."""
+    """Flat mask of the first ``wanted`` entries with lo < score <= hi of one flat array whose
+    indices a float32 cannot hold exactly (more than 2**24): tie counts of 64 chunks, then a
+    cumulative sum inside the chunk holding the cut (about 7 passes at 1e7)."""
     n = scores.shape[0]
     chunks = min(64, n)
     chunk = -(-n // chunks)
@@ -277,51 +358,37 @@ def _first_ties_by_chunks(scores, lo, hi, wanted):
     return ties & (lax.iota(jnp.int32, n) < cutoff)
 
 
-def _first_ties_by_peeling(scores, lo, hi, wanted):
-    """The same mask for few wanted ties and n <= 2**24 (a float32 index is exact): each pass
-    finds the next tie's index as a min-reduction (about 3 read passes each)."""
-    n = scores.shape[0]
-    big = jnp.asarray(2.0**100, scores.dtype)
-    index = lax.iota(scores.dtype, n)
-    finite_hi = jnp.isfinite(hi)
-    # 0/1 without booleans; (lo, inf] has nothing above inf, and hi = inf would make inf - inf
-    tie = _indicator_greater(scores, lo) - _indicator_greater(scores, jnp.where(finite_hi, hi, 0)) * finite_hi
-
-    def next_tie(_, last):  # the smallest tie index above `last`
-        return jnp.min(index + (1 - tie) * big + jnp.maximum(last + 1 - index, 0) * big)
-
-    last = lax.fori_loop(0, wanted, next_tie, jnp.asarray(-1, scores.dtype))
-    return (scores > lo) & (scores <= hi) & (index <= last)
+def _split(flat, shapes):
+    """A flat array cut into consecutive pieces of ``shapes``."""
+    pieces, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        pieces.append(flat[start : start + size].reshape(shape))
+        start += size
+    return pieces
 
 
-_PEEL_AT_MOST = 2  # peeling costs ~3 passes per tie, the chunked cut ~7 in all
+def _first_ties(keys, shapes, lo, hi, wanted, ties, dtype):
+    """Per array, the mask of the first ``wanted`` ties (lo < key <= hi) in flat order."""
+    n = sum(math.prod(s) for s in shapes)
+    if dtype == jnp.float64 or n <= 2 ** (jnp.finfo(dtype).nmant + 1):
+        return _first_ties_by_index(keys, shapes, lo, hi, wanted, ties, dtype)
+    flat = jnp.concatenate([key().reshape(-1) for key in keys])
+    return _split(_first_ties_by_chunks(flat, lo, hi, wanted), shapes)
 
 
-def _first_ties(scores, lo, hi, wanted):
-    """Mask of the first ``wanted`` entries (flat order) with lo < ``scores()`` <= hi (some
-    exist). ``scores`` is a function, so that each branch computes it inside its own fusion."""
-    if scores().shape[0] > _COUNT_SLICE or scores().dtype == jnp.float64:
-        return _first_ties_by_chunks(scores(), lo, hi, wanted)
-    return lax.cond(
-        wanted <= _PEEL_AT_MOST,
-        lambda: _first_ties_by_peeling(scores(), lo, hi, wanted),
-        lambda: _first_ties_by_chunks(scores(), lo, hi, wanted),
-    )
+def _mask_by_search(keys, shapes, k, valid, dtype, finish):
+    """``finish`` of the per-array masks of the top k keys (non-negative except -1 for NaN)."""
+    lo, hi, c_lo, c_hi = _search(keys, [math.prod(s) for s in shapes], k, valid, dtype)
 
+    def above_lo():
+        return finish([key() > lo for key in keys])
 
-def _mask_by_search(values, k, valid, score):
-    """Flat mask of the top k of ``score(values)`` (flat, non-negative except -1 for NaN)."""
-    rows = _as_rows(values)
-    lo, hi, c_lo, c_hi = _search(rows, k, valid, score)
+    def with_tie_cut():
+        chosen = _first_ties(keys, shapes, lo, hi, k - c_hi, c_lo - c_hi, dtype)
+        return finish([(key() > hi) | tie for key, tie in zip(keys, chosen)])
 
-    def scores():  # recomputed inside each branch, so |x| is never materialised
-        return score(values)
-
-    return lax.cond(
-        c_lo == k,
-        lambda: scores() > lo,
-        lambda: (scores() > hi) | _first_ties(scores, lo, hi, k - c_hi),
-    )
+    return lax.cond(c_lo == k, above_lo, with_tie_cut)
 
 
 @jax.jit  # one compile per size and dtype (k traced), not one per operation on every eager call
@@ -340,61 +407,122 @@ def ranking_key(scores):
     return jnp.where(jnp.isnan(scores), -jnp.ones_like(scores), scores)
 
 
-def _signed_key(scores, k):
-    """(key, valid): keys in [0, inf] (NaN -> -1; ``valid`` of them >= 0) whose top k are the top
-    k of real ``scores``. Non-negative floats hold only half of the order, so the key depends on k:
-    if k scores are >= -TINY, those below drop out like NaN (and [-TINY, 0) -> 0); else all those
-    are kept (-> inf) and each x < -TINY competes by the float of bits bits(inf) - bits(|x|) +
-    bits(TINY), which lies in [TINY, largest finite] (-inf -> TINY) and increases with x, exactly."""
-    nan = jnp.isnan(scores)
-    negative = scores < -TINY
-    nonnegative = scores.shape[0] - jnp.sum(nan | negative, dtype=jnp.int32)
+def _signed_keys(scores, k):
+    """(keys, valid): per array, keys in [0, inf] (NaN -> -1; ``valid`` of them >= 0 in all) whose
+    top k are the top k of real ``scores``. Non-negative floats hold only half of the order, so the
+    key depends on k: if k scores are >= -TINY, those below drop out like NaN (and [-TINY, 0) -> 0);
+    else all those are kept (-> inf) and each x < -TINY competes by the float of bits
+    bits(inf) - bits(|x|) + bits(TINY), which lies in [TINY, largest finite] (-inf -> TINY) and
+    increases with x, exactly."""
+    n = sum(s.size for s in scores)
+    nans = [jnp.isnan(s) for s in scores]
+    negatives = [s < -TINY for s in scores]
+    nonnegative = n - sum(jnp.sum(a | b, dtype=jnp.int32) for a, b in zip(nans, negatives))
     enough = k <= nonnegative
-    top, tiny = _bits(jnp.asarray(jnp.inf, scores.dtype)), _bits(jnp.asarray(TINY, scores.dtype))
-    reflected = lax.bitcast_convert_type(top - _bits(jnp.abs(scores)) + tiny, scores.dtype)
-    key = jnp.where(
-        negative,
-        jnp.where(enough, -jnp.ones_like(scores), reflected),
-        jnp.where(enough, jnp.maximum(scores, 0), jnp.inf),
-    )
-    valid = jnp.where(enough, nonnegative, scores.shape[0] - jnp.sum(nan, dtype=jnp.int32))
-    return jnp.where(nan, -jnp.ones_like(scores), key), valid
+    keys = []
+    for s, nan, negative in zip(scores, nans, negatives):
+        top, tiny = _bits(jnp.asarray(jnp.inf, s.dtype)), _bits(jnp.asarray(TINY, s.dtype))
+        reflected = lax.bitcast_convert_type(top - _bits(jnp.abs(s)) + tiny, s.dtype)
+        key = jnp.where(
+            negative,
+            jnp.where(enough, -jnp.ones_like(s), reflected),
+            jnp.where(enough, jnp.maximum(s, 0), jnp.inf),
+        )
+        keys.append(jnp.where(nan, -jnp.ones_like(s), key))
+    valid = jnp.where(enough, nonnegative, n - sum(jnp.sum(nan, dtype=jnp.int32) for nan in nans))
+    return keys, valid
 
 
 def _identity(x):
     return x
 
 
-@partial(jax.jit, static_argnames=("magnitude", "static"))  # one compile per size, not one per call
-def _select_by_search(flat, k, *, magnitude: bool, static: bool):
-    """The counting search's mask of the k largest of ``flat`` (``static``: k is known to lie in
-    (0, n), so the k <= 0 and k >= n branches are left out)."""
-    n = flat.shape[0]
+def _finisher(values):
+    """Masks as they are, or with ``values`` the masked values (the projection in the same pass)."""
+
+    def finish(keeps):
+        if values is None:
+            return tuple(keeps)
+        return tuple(jnp.where(keep, v, jnp.zeros((), v.dtype)) for keep, v in zip(keeps, values))
+
+    return finish
+
+
+@partial(jax.jit, static_argnames=("magnitude", "static"))  # one compile per shapes, not one per call
+def _select_by_search(parts, values, k, *, magnitude: bool, static: bool):
+    """The counting search's top k over ``parts`` (arrays of one float dtype): a tuple of masks,
+    or of ``values`` masked when given. ``static``: k is known to lie in (0, n), so the k <= 0 and
+    k >= n branches are left out."""
+    shapes = [p.shape for p in parts]
+    n = sum(p.size for p in parts)
+    dtype = parts[0].dtype
     score = jnp.abs if magnitude else _identity
+    finish = _finisher(values)
     kk = jnp.clip(k, 0, n)
     # One read pass: x * 0 sums to NaN if x holds a NaN or an inf, and min(x, 0) below 0 if it holds
     # a score < -TINY (XLA:CPU's max reduction does not propagate NaN, so it cannot serve).
-    plain = jnp.sum(flat * 0 if magnitude else flat * 0 + jnp.minimum(flat, 0)) == 0
+    plain = sum(jnp.sum(p * 0 if magnitude else p * 0 + jnp.minimum(p, 0)) for p in parts) == 0
 
     def clean():
-        def search():
-            return _mask_by_search(flat, kk, jnp.int32(n), score)
-
-        return search() if static else lax.cond(kk >= n, lambda: jnp.ones(n, bool), search)
-
-    def with_special_values():  # NaN, inf or negative scores: rare, so the key is materialised
-        key, valid = _signed_key(score(flat), kk)
+        keys = [partial(score, p) for p in parts]
 
         def search():
-            return _mask_by_search(key, kk, valid, _identity)
+            return _mask_by_search(keys, shapes, kk, jnp.int32(n), dtype, finish)
 
-        return lax.cond(kk >= valid, lambda: key >= 0, search)
+        everything = lambda: finish([jnp.ones(s, bool) for s in shapes])  # noqa: E731
+        return search() if static else lax.cond(kk >= n, everything, search)
+
+    def with_special_values():  # NaN, inf or negative scores: rare, so the keys are materialised
+        keys, valid = _signed_keys([score(p) for p in parts], kk)
+
+        def search():
+            return _mask_by_search(
+                [partial(_identity, key) for key in keys], shapes, kk, valid, dtype, finish
+            )
+
+        return lax.cond(kk >= valid, lambda: finish([key >= 0 for key in keys]), search)
 
     def select():
         return lax.cond(plain, clean, with_special_values)
 
-    mask = select() if static else lax.cond(kk <= 0, lambda: jnp.zeros(n, bool), select)
-    return mask
+    nothing = lambda: finish([jnp.zeros(s, bool) for s in shapes])  # noqa: E731
+    return select() if static else lax.cond(kk <= 0, nothing, select)
+
+
+def _top_k(scores, k, magnitude: bool, sort_below: int, values=None) -> list:
+    """The top k over the arrays ``scores``: masks, or ``values`` masked when given."""
+    scores = [jnp.asarray(s) for s in scores]
+    empty = [i for i, s in enumerate(scores) if s.size == 0]
+    if empty and len(empty) < len(scores):  # empty arrays hold no entry and shift no flat index
+        kept = [i for i in range(len(scores)) if i not in empty]
+        chosen = iter(
+            _top_k(
+                [scores[i] for i in kept],
+                k,
+                magnitude,
+                sort_below,
+                None if values is None else [values[i] for i in kept],
+            )
+        )
+        blank = _finisher(None if values is None else [values[i] for i in empty])
+        blanks = iter(blank([jnp.zeros(scores[i].shape, bool) for i in empty]))
+        return [next(blanks) if i in empty else next(chosen) for i in range(len(scores))]
+    shapes = [s.shape for s in scores]
+    n = sum(s.size for s in scores)
+    finish = _finisher(values)
+    static = isinstance(k, (int, np.integer))
+    if n == 0 or (static and k <= 0):
+        return list(finish([jnp.zeros(shape, bool) for shape in shapes]))
+    dtype = _work_dtype(jnp.result_type(*(s.dtype for s in scores)))
+    parts = tuple(s.astype(dtype) for s in scores)
+    score = jnp.abs if magnitude else _identity
+    if static and k >= n:
+        return list(finish([~jnp.isnan(p) for p in parts]))
+    if n <= sort_below:
+        flat = jnp.concatenate([score(p).reshape(-1) for p in parts])
+        return list(finish(_split(_mask_by_sort(flat, k), shapes)))
+    k = jnp.asarray(k, jnp.int32)
+    return list(_select_by_search(parts, values, k, magnitude=magnitude, static=static))
 
 
 def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int = SORT_BELOW):
@@ -405,17 +533,17 @@ def top_k_mask(scores: jax.Array, k, *, magnitude: bool = False, sort_below: int
     NaN is never kept, -inf < negatives < ties of 0 (``|score| <= TINY``) < positives < +inf. The
     module docstring gives the exact rule.
     """
-    shape = scores.shape
-    n = math.prod(shape)
-    static = isinstance(k, (int, np.integer))
-    if n == 0 or (static and k <= 0):
-        return jnp.zeros(shape, bool)
-    flat = scores.reshape(-1).astype(_work_dtype(scores.dtype))
-    score = jnp.abs if magnitude else _identity
-    if static and k >= n:
-        return ~jnp.isnan(flat).reshape(shape)
-    if n <= sort_below:
-        return _mask_by_sort(score(flat), k).reshape(shape)
-    return _select_by_search(flat, jnp.asarray(k, jnp.int32), magnitude=magnitude, static=static).reshape(
-        shape
-    )
+    return _top_k([scores], k, magnitude, sort_below)[0]
+
+
+def top_k_masks(scores, k, *, magnitude: bool = False, sort_below: int = SORT_BELOW) -> list:
+    """``top_k_mask`` over several arrays ranked together, one mask per array: the k largest of
+    all their scores, ties cut by the flat index of the concatenated flattenings. The arrays are
+    never concatenated (each pass reduces each in place), so a sharded array stays sharded."""
+    return _top_k(list(scores), k, magnitude, sort_below)
+
+
+def keep_top_k(w: jax.Array, k, *, sort_below: int = SORT_BELOW) -> jax.Array:
+    """``where(top_k_mask(w, k, magnitude=True), w, 0)``, the mask never materialised: the last
+    pass of the search writes the kept values directly (the projection onto {at most k nonzeros})."""
+    return _top_k([w], k, True, sort_below, values=[jnp.asarray(w)])[0]

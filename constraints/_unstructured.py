@@ -9,7 +9,7 @@ import numpy as np
 
 from ._base import Constraint, Groups, check_sparsity, energy_dtype, nonzero
 from ._counting import kept_count
-from ._topk import top_k_mask
+from ._topk import keep_top_k, top_k_mask
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ class Unstructured(Constraint):
 
     def _mask(self, w, scale=None):
         return top_k_mask(w, self.kept(w.shape, scale), magnitude=True)
+
+    def project(self, w, path="<array>"):
+        """``where(mask(w), w, 0)`` with the mask and the masking in one pass (``keep_top_k``)."""
+        w = jnp.asarray(w)
+        self.check(w.shape, w.dtype, path)
+        if w.size == 0:
+            return w
+        return keep_top_k(w, self.kept(w.shape))
 
     def _is_feasible(self, w):
         return self.used(w) <= self.kept(w.shape)

@@ -200,3 +200,45 @@ def test_traced_k_matches_static_k_in_one_compile(kind, magnitude, sort_below):
         got = traced(x, jnp.int32(k))
         np.testing.assert_array_equal(np.asarray(got), np.asarray(expected), err_msg=f"k={k}")
     assert traced._cache_size() == 1
+
+
+SHAPES = ((30, 40), (7,), (3, 3, 5, 11), (0, 4))  # ranked together: 1200 + 7 + 495 + 0 entries
+
+
+@given(kind=st.sampled_from(KINDS), k=st.sampled_from((1, 9, 851, 1701)), seed=st.integers(0, 2**31))
+def test_several_arrays_rank_as_their_concatenation(kind, k, seed):
+    rng = np.random.default_rng(seed)
+    parts = [_values(kind, rng).reshape(-1)[: int(np.prod(s))].astype(np.float32) for s in SHAPES]
+    parts = [np.resize(p, s) if p.size else np.zeros(s, np.float32) for p, s in zip(parts, SHAPES)]
+    expected = stable_top_k(np.abs(np.concatenate([p.reshape(-1) for p in parts])), k)
+    masks = _several(tuple(jnp.asarray(p) for p in parts), jnp.int32(k))
+    np.testing.assert_array_equal(np.concatenate([np.asarray(m).reshape(-1) for m in masks]), expected)
+    assert [m.shape for m in masks] == list(SHAPES)
+
+
+@jax.jit
+def _several(parts, k):
+    return topk.top_k_masks(parts, k, magnitude=True, sort_below=1)
+
+
+@pytest.mark.parametrize("kind", ["gauss", "integers", "sparse", "nan_inf", "bf16"])
+@pytest.mark.parametrize("sort_below", [1, 4096])
+def test_keep_top_k_is_the_masked_leaf(kind, sort_below):
+    x = jnp.asarray(
+        _values(kind, np.random.default_rng(8)).reshape(28, 25), jnp.bfloat16 if kind == "bf16" else None
+    )
+    for k in (0, 1, 350, 700):
+        mask = top_k_mask(x, k, magnitude=True, sort_below=sort_below)
+        kept = topk.keep_top_k(x, k, sort_below=sort_below)
+        assert kept.dtype == x.dtype and kept.shape == x.shape
+        np.testing.assert_array_equal(np.asarray(kept), np.asarray(jnp.where(mask, x, 0)), err_msg=f"k={k}")
+
+
+def test_grid_sample_sees_every_axis():
+    """The strided sample of a (rows, columns) leaf spans many rows and many columns, and a short
+    axis (a 3x3 kernel's) whole."""
+    rows = np.asarray(topk._grid_sample(jnp.arange(1000 * 1000.0).reshape(1000, 1000), 10_000))
+    assert 5_000 <= rows.size <= 20_000
+    assert len(np.unique(rows // 1000)) >= 50 and len(np.unique(rows % 1000)) >= 50
+    taps = np.asarray(topk._grid_sample(jnp.arange(9 * 64 * 64.0).reshape(3, 3, 64, 64), 500))
+    assert len(np.unique(taps // (64 * 64))) == 9
