@@ -33,6 +33,7 @@ from prunax.constraints import Spec, leaves_with_paths
 from . import _checkpoint as checkpoint
 from ._fingerprint import describe, first_difference
 from ._masking import LeafReport, finalize, keep_masked, prune_report, sign_rules
+from ._placement import Placement
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -74,22 +75,33 @@ def _prunable_sparsity(params, prunable: str) -> float:
     return zeros / total if total else 0.0
 
 
-def _make_step(problem, tx):
+def _step_function(problem, tx):
     def step(params, state, opt_state, batch, key):
         (value, (state, _)), grads = jax.value_and_grad(problem.loss, has_aux=True)(params, state, batch, key)
         updates, opt_state = tx.update(grads, opt_state, params, value=value)
         return optax.apply_updates(params, updates), state, opt_state, value
 
-    return jax.jit(step)
+    return step
 
 
 class _Run:
     """One run: its records, epochs, checkpoints and resume position."""
 
     def __init__(
-        self, problem, seed: int, batch_size: int, run_dir, quiet: bool, fingerprint: dict, resume: bool
+        self,
+        problem,
+        seed: int,
+        batch_size: int,
+        run_dir,
+        quiet: bool,
+        fingerprint: dict,
+        resume: bool,
+        placement: Placement,
     ):
         self.problem, self.seed, self.batch_size, self.quiet = problem, seed, batch_size, quiet
+        self.placement = placement
+        if placement.mesh is not None:
+            fingerprint = {**fingerprint, "mesh": placement.describe()}
         self.run_dir = Path(run_dir) if run_dir is not None else None
         fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back from disk
         self.fingerprint = fingerprint
@@ -102,6 +114,7 @@ class _Run:
                 f"batch_size {batch_size} exceeds the {problem.train_size} training examples of "
                 f"{problem.name}/{problem.size}"
             )
+        placement.check_batch_size(batch_size)
         self.position = None  # (phase, epochs done) of the checkpoint resumed from
         if resume and self.run_dir is not None and checkpoint.exists(self.run_dir):
             meta = checkpoint.load_meta(self.run_dir)
@@ -158,7 +171,7 @@ class _Run:
         bar = tqdm(batches, total=self.steps, desc=f"{phase} {epoch + 1}", disable=self.quiet, leave=False)
         for i, batch in enumerate(bar):
             params, state, opt_state, value = step(
-                params, state, opt_state, batch, jax.random.fold_in(step_key, i)
+                params, state, opt_state, self.placement.batch(batch), jax.random.fold_in(step_key, i)
             )
             losses.append(value)
         losses = np.asarray(jnp.stack(losses))
@@ -180,7 +193,7 @@ class _Run:
 
     def train(self, phase: str, tx, epochs: int, params, state, opt_state, first_epoch: int, masks=None):
         """Epochs ``first_epoch..epochs-1`` of ``phase``; a record and a checkpoint after each."""
-        step = _make_step(self.problem, tx)
+        step = self.placement.jit_step(_step_function(self.problem, tx), (params, state, opt_state))
         for epoch in range(first_epoch, epochs):
             began = time.perf_counter()
             (params, state, opt_state), loss = self._epoch(phase, epoch, (params, state, opt_state), step)
@@ -211,9 +224,15 @@ def fit(
     run_dir=None,
     resume: bool = False,
     quiet: bool = False,
+    mesh=None,
+    param_sharding=None,
 ) -> FitResult:
     """Dense training of ``problem`` from ``start`` (or ``problem.init``) with ``tx`` (default: the
-    problem's recipe). Records one row per epoch (``phase`` "dense")."""
+    problem's recipe). Records one row per epoch (``phase`` "dense").
+
+    ``mesh``: a ``jax.sharding.Mesh`` with a ``"data"`` axis, or ``"local"`` for every local device
+    on one: batches are sharded over that axis, parameters replicated or placed by
+    ``param_sharding(path, leaf) -> PartitionSpec`` (docs/solvers.md, "Data-parallel runs")."""
     recipe = problem.recipe
     epochs = recipe.epochs if epochs is None else epochs
     batch_size = recipe.batch_size if batch_size is None else batch_size
@@ -226,10 +245,12 @@ def fit(
         "seed": seed,
         "start": None if start is None else describe(start),
     }
-    run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume)
+    placement = Placement(mesh, param_sharding, "fit")
+    run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume, placement)
     tx = optax.with_extra_args_support(recipe.optimizer(epochs * run.steps) if tx is None else tx)
     params, state = problem.init(jax.random.key(seed)) if start is None else start
-    opt_state, first = tx.init(params), 0
+    params, state = placement.params(params), placement.tree(state)
+    opt_state, first = placement.tree(tx.init(params)), 0
     if run.resumes_in("dense"):
         tree = run.restore({"params": params, "state": state, "opt_state": opt_state, "masks": None})
         params, state, opt_state, first = tree["params"], tree["state"], tree["opt_state"], run.position[1]
@@ -285,6 +306,8 @@ def prune(
     quiet: bool = False,
     recalibrate: bool = True,
     recalibration_batches: int = 20,
+    mesh=None,
+    param_sharding=None,
 ) -> PruneResult:
     """Solve with ``tx`` (a solver chained with an optimizer) for ``solve_epochs``, hard prune with
     ``finalize(spec, ...)``, then retrain with ``retrain_optimizer`` (default: the problem's recipe
@@ -297,7 +320,8 @@ def prune(
     so retraining starts from them; a no-op for a problem without ``recalibrate``.
     Records rows for the start ("dense", epoch 0), each solve epoch, the hard prune ("pruned",
     epoch 0: no retraining yet), the recalibrated hard prune ("pruned+bn", epoch 0, when it
-    runs) and each retraining epoch.
+    runs) and each retraining epoch. ``mesh``, ``param_sharding``: as in ``fit``; the solver's
+    projections then run on the sharded parameters, and the masks are sharded like them.
     """
     if not isinstance(recalibration_batches, int) or recalibration_batches < 1:
         raise ValueError(f"prune: recalibration_batches must be an int >= 1, got {recalibration_batches!r}")
@@ -318,8 +342,10 @@ def prune(
         "recalibrate": recalibrate,
         "recalibration_batches": recalibration_batches,
     }
-    run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume)
+    placement = Placement(mesh, param_sharding, "prune")
+    run = _Run(problem, seed, batch_size, run_dir, quiet, fingerprint, resume, placement)
     params, state = pretrained(problem, seed, quiet) if start is None else start
+    params, state = placement.params(params), placement.tree(state)
     dense = params
     solve_tx = optax.with_extra_args_support(tx)
     retrain = retrain_optimizer or problem.recipe.optimizer(max(retrain_epochs, 1) * run.steps)
@@ -335,7 +361,7 @@ def prune(
     if run.position is None:
         run.record("dense", 0, params, state)
     if run.position is None or run.resumes_in("solve"):
-        opt_state, first = solve_tx.init(params), 0
+        opt_state, first = placement.tree(solve_tx.init(params)), 0
         if run.resumes_in("solve"):
             tree = run.restore({"params": params, "state": state, "opt_state": opt_state, "masks": None})
             params, state, opt_state, first = (
@@ -345,17 +371,17 @@ def prune(
                 run.position[1],
             )
         params, state, _ = run.train("solve", solve_tx, solve_epochs, params, state, opt_state, first)
-        params, masks = finalize(spec, params)
+        params, masks = placement.tree(finalize(spec, params))
         run.record("pruned", 0, params, state)
         if recalibrate and problem.recalibrate is not None:
-            state = run.recalibrated(params, state, recalibration_batches)
-        opt_state, first = retrain_tx(masks).init(params), 0
+            state = placement.tree(run.recalibrated(params, state, recalibration_batches))
+        opt_state, first = placement.tree(retrain_tx(masks).init(params)), 0
     else:
         template = {
             "params": params,
             "state": state,
-            "opt_state": retrain_tx(masks).init(params),
-            "masks": masks,
+            "opt_state": placement.tree(retrain_tx(masks).init(params)),
+            "masks": placement.tree(masks),
         }
         tree = run.restore(template)
         params, state, opt_state, masks = tree["params"], tree["state"], tree["opt_state"], tree["masks"]
