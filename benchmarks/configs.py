@@ -15,7 +15,7 @@ HARD_STRUCTURES = ("polarity", "pattern", "2:4")  # the structures study's const
 DISTILLATION_METHODS = ("spd", "magnitude+kd", "magnitude")
 SUPPORT_METHODS = ("magnitude", "admm", "slr", "rgl")
 OVERHEAD_METHODS = ("admm", "slr", "rgl", "rgl_prox", "magnitude")
-PROJECTION_METHODS = ("prunax", "lax.top_k", "sort", "np.partition", "read pass")
+PROJECTION_METHODS = ("prunax project", "prunax mask", "floor", "NumPy", "lax.top_k", "sort", "read pass")
 ONESHOT_METHODS = ("magnitude", "wanda", "sparsegpt", "admm")  # solvers.oneshot's layer methods
 ONESHOT_STRUCTURES = ("50%", "60%", "70%", "2:4", "4:8", "16x16", "polarity", "structured")
 ONESHOT_DEFAULTS = {  # problem -> (its structures, calibration examples: sentences or token windows)
@@ -416,13 +416,14 @@ class SupportStudy:
 
 @dataclass(frozen=True)
 class ProjectionBench:
-    """The exact top-k kernel against lax.top_k, sorting and np.partition, and every family."""
+    """The projection against its floor, NumPy, lax.top_k and sorting; sharded; every family."""
 
     sizes: tuple[float, ...] = field(default=(1e5, 1e6, 1e7), metadata=_help("e.g. 1e5,1e6,1e7,3e7"))
     fractions: tuple[float, ...] = field(default=(0.5, 0.1, 0.01), metadata=_help("kept fractions k/n"))
     methods: tuple[str, ...] = field(default=PROJECTION_METHODS, metadata=_help("comma-separated subset"))
     repeats: int = field(default=7, metadata=_help("timed calls per measurement (median)"))
-    no_families: bool = field(default=False, metadata=_help("only the top-k table"))
+    no_families: bool = field(default=False, metadata=_help("leave out the family table"))
+    no_sharded: bool = field(default=False, metadata=_help("leave out the 8-host-device table"))
 
     def __post_init__(self):
         _require(

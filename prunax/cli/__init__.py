@@ -49,7 +49,9 @@ STUDIES = {
         defaults=configs.BLOCKS_STUDY,
     ),
     "projection": Study(
-        configs.ProjectionBench, "exact top-k kernel vs lax.top_k, sort, np.partition", "projection"
+        configs.ProjectionBench,
+        "projection vs its floor, NumPy, lax.top_k, sort; sharded; families",
+        "projection",
     ),
     "support": Study(
         configs.SupportStudy, "ADMM, SLR, group lasso, magnitude: optimal-support rate", "support"

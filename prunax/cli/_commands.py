@@ -90,7 +90,7 @@ def projection(study: configs.ProjectionBench, args) -> int:
     from prunax.benchmarks.speed import projection as bench
 
     sizes = tuple(int(s) for s in study.sizes)
-    print(f"prunax {prunax.__version__}: top-k selection benchmark, sizes {sizes}, k/n {study.fractions}")
+    print(f"prunax {prunax.__version__}: projection benchmark, sizes {sizes}, k/n {study.fractions}")
     progress = lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True)  # noqa: E731
     rows = bench.run(
         sizes=sizes,
@@ -99,13 +99,17 @@ def projection(study: configs.ProjectionBench, args) -> int:
         repeats=study.repeats,
         progress=progress,
     )
-    text = bench.report(rows)
+    sharded = None
+    if not study.no_sharded:
+        progress(f"keep_top_k on {bench.SHARDED_DEVICES} forced host devices (a subprocess)")
+        sharded = bench.run_sharded(sizes=sizes, fractions=study.fractions, repeats=study.repeats)
+    text = bench.report(rows, sharded)
     print(text)
     family_text = ""
     if not study.no_families:
         family_text = families.report(families.run(sizes=sizes, repeats=study.repeats, progress=progress))
         print("\n" + family_text)
-    body = f"# Top-k selection speed\n\n{text}\n\n## Every constraint family\n\n{family_text}\n"
+    body = f"# Projection speed\n\n{text}\n\n## Every constraint family\n\n{family_text}\n"
     _write_report(args, "projection", body)
     return 0
 

@@ -31,7 +31,8 @@ def test_bench_projection_writes_a_report(tmp_path, capsys):
     )
     assert code == 0
     report = (tmp_path / "report.md").read_text()
-    assert "Top-k selection speed" in report and "| 3e+03 | 0.1 |" in report
+    assert "# Projection speed" in report and "| 3e+03 | 0.1 |" in report
+    assert "8 forced host devices" in report
     assert "report written to" in capsys.readouterr().out
 
 
