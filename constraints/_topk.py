@@ -21,8 +21,9 @@ by regula falsi and bisection on the float bits, narrow a bracket (lo, hi] with 
 until G(lo) == k (the kept set is ``score > lo``) or (lo, hi] holds one tied value, whose ties are
 cut by flat index: the same search on the key ``n - index`` of the ties, or peeling for one or two.
 A probe in an empty gap is followed by a snap pass onto the data. NaN, inf and negative scores
-(seen by the finiteness pass) take a materialised key (``_signed_keys``). Typically 6-10 passes at
-1e7 entries; at most ``sort_below`` entries use a stable argsort instead.
+take a materialised key (``_signed_keys``); they are seen by the first probe's pass for magnitudes
+(each term carries ``x * 0``, NaN unless x is finite) and by a check pass for signed scores.
+Typically 3-11 passes at 1e7 entries; at most ``sort_below`` entries use a stable argsort instead.
 
 Every pass is a reduction over the arrays in their own shapes (never flattened), so on arrays
 sharded across devices XLA runs each pass on the local shards and adds the counts across devices:
@@ -62,25 +63,38 @@ def _indicator_greater(x, u):
     return jnp.minimum(jnp.maximum(x - u, 0) * big, 1)
 
 
-def _count_part(x, u) -> jax.Array:
-    """``#(x > u)`` as int32 for one array in its own shape, exact for u >= TINY: one float sum
-    when it has at most 2**24 elements (float64: always), else float sums over the trailing axes
-    (or 2**24-long slices of the flattening) added as int32."""
-    indicator = _indicator_greater(x, u)
-    if x.dtype == jnp.float64 or x.size <= _COUNT_SLICE:
-        return jnp.sum(indicator).astype(jnp.int32)
-    if x.ndim >= 2 and math.prod(x.shape[1:]) <= _COUNT_SLICE:
-        per_row = jnp.sum(indicator, axis=tuple(range(1, x.ndim)))
-        return jnp.sum(per_row.astype(jnp.int32), dtype=jnp.int32)
-    flat = indicator.reshape(-1)
-    slices = (flat[i : i + _COUNT_SLICE] for i in range(0, flat.shape[0], _COUNT_SLICE))
-    return sum(jnp.sum(s).astype(jnp.int32) for s in slices)
+def _exact_sums(terms) -> jax.Array:
+    """Float sums of 0/1 ``terms`` (one array in its own shape), each exact: one sum when it has at
+    most 2**24 elements (float64: always), else sums over the trailing axes or over 2**24-long
+    slices of the flattening."""
+    if terms.dtype == jnp.float64 or terms.size <= _COUNT_SLICE:
+        return jnp.sum(terms)[None]
+    if terms.ndim >= 2 and math.prod(terms.shape[1:]) <= _COUNT_SLICE:
+        return jnp.sum(terms, axis=tuple(range(1, terms.ndim)))
+    flat = terms.reshape(-1)
+    return jnp.stack([jnp.sum(flat[i : i + _COUNT_SLICE]) for i in range(0, flat.shape[0], _COUNT_SLICE)])
+
+
+def _as_count(sums) -> jax.Array:
+    return jnp.sum(sums.astype(jnp.int32), dtype=jnp.int32)
 
 
 def _count_greater(keys, u) -> jax.Array:
-    """``G(u)`` over every array: ``keys`` are functions returning the key arrays, called inside
-    the pass so that each key is computed in the reduction's fusion, never materialised."""
-    return sum(_count_part(key(), u) for key in keys)
+    """``G(u) = #(key > u)`` over every array as int32, exact for u >= TINY: ``keys`` are functions
+    returning the key arrays, called inside the pass so that each key is computed in the
+    reduction's fusion, never materialised."""
+    return sum(_as_count(_exact_sums(_indicator_greater(key(), u))) for key in keys)
+
+
+def _checked_count(keys, u) -> tuple[jax.Array, jax.Array]:
+    """``(G(u), special)`` in one pass, ``special`` true when a key is NaN or infinite: each term
+    of the sums carries ``x * 0``, which is 0 for finite x and NaN otherwise."""
+    count, special = jnp.int32(0), jnp.asarray(False)
+    for key in keys:
+        x = key()
+        sums = _exact_sums(_indicator_greater(x, u) + x * 0)
+        count, special = count + _as_count(sums), special | jnp.isnan(jnp.sum(sums))
+    return count, special
 
 
 def _next_up(x):
@@ -169,14 +183,16 @@ class _Bracket(NamedTuple):
     forced: jax.Array  # the next probe when not NaN (set by a snap)
     snap: jax.Array  # the last probe fell into an empty gap: move an end onto the data next
     step: jax.Array
+    special: jax.Array  # a checked first probe saw a NaN or infinite key: stop, the bracket is void
 
 
 def _lowest_split(lo, tiny):
     return jnp.maximum(_next_up(lo), tiny)
 
 
-def _probe(b: _Bracket, keys, k, estimate, density) -> _Bracket:
-    """One counting pass at the next probe u (estimate, Newton, secant, falsi or bisection)."""
+def _probe(b: _Bracket, keys, k, estimate, density, checked: bool) -> _Bracket:
+    """One counting pass at the next probe u (estimate, Newton, secant, falsi or bisection);
+    ``checked``: the first pass also looks for NaN and infinite keys (``_checked_count``)."""
     dtype = b.lo.dtype
     tiny = jnp.asarray(TINY, dtype)
     width = b.c_lo - b.c_hi
@@ -193,7 +209,12 @@ def _probe(b: _Bracket, keys, k, estimate, density) -> _Bracket:
     u = jnp.where(b.step == 0, estimate, jnp.where(b.step == 1, newton, u))
     u = jnp.where(jnp.isnan(b.forced), u, b.forced)
     u = jnp.clip(u, _lowest_split(b.lo, tiny), jnp.nextafter(b.hi, b.lo))
-    count = _count_greater(keys, u)
+    special = jnp.asarray(False)
+    if checked:
+        unchecked = lambda: (_count_greater(keys, u), special)  # noqa: E731
+        count, special = lax.cond(b.step == 0, lambda: _checked_count(keys, u), unchecked)
+    else:
+        count = _count_greater(keys, u)
     f_u = (count - k).astype(dtype) + 0.5
     moves_hi = count < k
     again = jnp.where(moves_hi, 1, -1) == b.last_side
@@ -215,6 +236,7 @@ def _probe(b: _Bracket, keys, k, estimate, density) -> _Bracket:
         forced=jnp.asarray(jnp.nan, dtype),
         snap=(count == b.c_lo) | (count == b.c_hi),
         step=b.step + 1,
+        special=special,
     )
 
 
@@ -261,10 +283,11 @@ def _start(k, valid, dtype) -> _Bracket:
         forced=nan,
         snap=jnp.asarray(False),
         step=jnp.int32(0),
+        special=jnp.asarray(False),
     )
 
 
-def _search(keys, sizes, k, valid, dtype, prior=None):
+def _search(keys, sizes, k, valid, dtype, prior=None, checked: bool = False) -> _Bracket:
     """Bracket (lo, hi] with G(hi) < k <= G(lo) and either G(lo) == k or one tie value inside.
 
     ``keys`` (functions returning the key arrays; ``sizes`` their sizes) are non-negative except
@@ -274,19 +297,22 @@ def _search(keys, sizes, k, valid, dtype, prior=None):
     by about their own error, sqrt of the residual, so that probes alternate sides; Illinois regula
     falsi outside the bracket; bit bisection when three probes shrank it less than 2x) or, after a
     probe in an empty gap, a snap (``_snap``) of the nearer end onto the data, so that a tie group
-    costs two passes. ``prior``: (estimate, density) instead of the sample's.
+    costs two passes. ``prior``: (estimate, density) instead of the sample's. ``checked``: the
+    first pass also checks the keys, and the search stops with ``special`` set if one is NaN or
+    infinite (the check costs no pass of its own).
     """
     tiny = jnp.asarray(TINY, dtype)
     estimate, density = _sample_estimate(keys, sizes, k, dtype) if prior is None else prior
 
     def cond(b):
-        return (b.c_lo != k) & (_lowest_split(b.lo, tiny) < b.hi) & (b.step < _MAX_STEPS)
+        going = (b.c_lo != k) & (_lowest_split(b.lo, tiny) < b.hi) & (b.step < _MAX_STEPS)
+        return going & ~b.special
 
     def body(b):
-        return lax.cond(b.snap, lambda: _snap(b, keys, k), lambda: _probe(b, keys, k, estimate, density))
+        probe = partial(_probe, b, keys, k, estimate, density, checked)
+        return lax.cond(b.snap, lambda: _snap(b, keys, k), probe)
 
-    b = lax.while_loop(cond, body, _start(k, valid, dtype))
-    return b.lo, b.hi, b.c_lo, b.c_hi
+    return lax.while_loop(cond, body, _start(k, valid, dtype))
 
 
 def _flat_index(shape, offset: int, dtype):
@@ -334,7 +360,7 @@ def _first_ties_by_index(keys, shapes, lo, hi, wanted, ties, dtype):
     def search():
         share = wanted.astype(dtype) / ties.astype(dtype)
         prior = (n * (1 - share), ties.astype(dtype) / n)
-        return _search(order, sizes, wanted, ties, dtype, prior)[0]
+        return _search(order, sizes, wanted, ties, dtype, prior).lo
 
     cut = lax.cond(wanted <= _PEEL_AT_MOST, peel, search)
     return [key() > cut for key in order]
@@ -377,9 +403,12 @@ def _first_ties(keys, shapes, lo, hi, wanted, ties, dtype):
     return _split(_first_ties_by_chunks(flat, lo, hi, wanted), shapes)
 
 
-def _mask_by_search(keys, shapes, k, valid, dtype, finish):
-    """``finish`` of the per-array masks of the top k keys (non-negative except -1 for NaN)."""
-    lo, hi, c_lo, c_hi = _search(keys, [math.prod(s) for s in shapes], k, valid, dtype)
+def _mask_by_search(keys, shapes, k, valid, dtype, finish, on_special=None):
+    """``finish`` of the per-array masks of the top k keys (non-negative except -1 for NaN).
+    ``on_special``: the keys are not checked yet; the search's first pass checks them, and
+    ``on_special()`` is the result if one is NaN or infinite."""
+    b = _search(keys, [math.prod(s) for s in shapes], k, valid, dtype, checked=on_special is not None)
+    lo, hi, c_lo, c_hi = b.lo, b.hi, b.c_lo, b.c_hi
 
     def above_lo():
         return finish([key() > lo for key in keys])
@@ -388,7 +417,10 @@ def _mask_by_search(keys, shapes, k, valid, dtype, finish):
         chosen = _first_ties(keys, shapes, lo, hi, k - c_hi, c_lo - c_hi, dtype)
         return finish([(key() > hi) | tie for key, tie in zip(keys, chosen)])
 
-    return lax.cond(c_lo == k, above_lo, with_tie_cut)
+    def found():
+        return lax.cond(c_lo == k, above_lo, with_tie_cut)
+
+    return found() if on_special is None else lax.cond(b.special, on_special, found)
 
 
 @jax.jit  # one compile per size and dtype (k traced), not one per operation on every eager call
@@ -459,17 +491,14 @@ def _select_by_search(parts, values, k, *, magnitude: bool, static: bool):
     score = jnp.abs if magnitude else _identity
     finish = _finisher(values)
     kk = jnp.clip(k, 0, n)
-    # One read pass: x * 0 sums to NaN if x holds a NaN or an inf, and min(x, 0) below 0 if it holds
-    # a score < -TINY (XLA:CPU's max reduction does not propagate NaN, so it cannot serve).
-    plain = sum(jnp.sum(p * 0 if magnitude else p * 0 + jnp.minimum(p, 0)) for p in parts) == 0
 
-    def clean():
+    def clean(on_special=None):
         keys = [partial(score, p) for p in parts]
 
         def search():
-            return _mask_by_search(keys, shapes, kk, jnp.int32(n), dtype, finish)
+            return _mask_by_search(keys, shapes, kk, jnp.int32(n), dtype, finish, on_special)
 
-        everything = lambda: finish([jnp.ones(s, bool) for s in shapes])  # noqa: E731
+        everything = lambda: finish([~jnp.isnan(p) for p in parts])  # noqa: E731
         return search() if static else lax.cond(kk >= n, everything, search)
 
     def with_special_values():  # NaN, inf or negative scores: rare, so the keys are materialised
@@ -483,6 +512,11 @@ def _select_by_search(parts, values, k, *, magnitude: bool, static: bool):
         return lax.cond(kk >= valid, lambda: finish([key >= 0 for key in keys]), search)
 
     def select():
+        if magnitude:  # keys |x| >= 0: the search's first pass checks for NaN and inf itself
+            return clean(on_special=with_special_values)
+        # One read pass: x * 0 sums to NaN if x holds a NaN or an inf, and min(x, 0) below 0 if it
+        # holds a score < -TINY (XLA:CPU's max reduction does not propagate NaN, so it cannot serve).
+        plain = sum(jnp.sum(p * 0 + jnp.minimum(p, 0)) for p in parts) == 0
         return lax.cond(plain, clean, with_special_values)
 
     nothing = lambda: finish([jnp.zeros(s, bool) for s in shapes])  # noqa: E731

@@ -130,6 +130,26 @@ def test_nan_ranks_lowest_and_is_never_kept(search):
     np.testing.assert_array_equal(search(x, 350), ~np.isnan(x))
 
 
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_special_values_off_the_sample_are_seen(special):
+    """Two NaNs or infs where the strided sample does not look (no separate check pass on the
+    magnitude path: the first probe's pass must see them) rank as the rule says."""
+    x = np.random.default_rng(2).standard_normal((300, 301)).astype(np.float32)
+    at = ([151, 299], [150, 151])  # the grid sample takes every few rows and columns from index 0
+    x[at] = special
+    sampled = np.asarray(topk._grid_sample(jnp.arange(x.size).reshape(x.shape), 12_000))
+    assert not np.isin(np.ravel_multi_index(at, x.shape), sampled).any()
+    for k in (1, 9_000, x.size - 1):
+        got = np.asarray(jax.jit(lambda x, k=k: topk.keep_top_k(x, k))(jnp.asarray(x)))
+        expected = np.where(stable_top_k(np.abs(x).reshape(-1), k).reshape(x.shape), x, 0)
+        np.testing.assert_array_equal(got, expected, err_msg=f"k={k}")
+    _, special = topk._checked_count([lambda: jnp.abs(jnp.asarray(x))], jnp.float32(1.0))
+    assert bool(special)  # (the count is then meaningless)
+    clean = np.where(np.isfinite(x), x, 0)
+    count, special = topk._checked_count([lambda: jnp.abs(jnp.asarray(clean))], jnp.float32(1.0))
+    assert not bool(special) and int(count) == int((np.abs(clean) > 1).sum())
+
+
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
 def test_dtypes(search, dtype):
     x = jnp.asarray(np.random.default_rng(1).standard_normal(N), dtype)
