@@ -308,7 +308,9 @@ def _search(keys, sizes, k, valid, dtype, prior=None, checked: bool = False) -> 
         going = (b.c_lo != k) & (_lowest_split(b.lo, tiny) < b.hi) & (b.step < _MAX_STEPS)
         return going & ~b.special
 
-    def body(b):
+    def body(b):  # one pass per iteration, in its own branch: two passes over one key in one
+        # computation make XLA:CPU materialise the key (an array write), and a loop nested here
+        # has the key hoisted out of it, materialised too
         probe = partial(_probe, b, keys, k, estimate, density, checked)
         return lax.cond(b.snap, lambda: _snap(b, keys, k), probe)
 
