@@ -406,17 +406,16 @@ def _mask_by_search(keys, shapes, k, valid, dtype, finish, on_special=None):
     ``on_special``: the keys are not checked yet; the search's first pass checks them, and
     ``on_special()`` is the result if one is NaN or infinite."""
     b = _search(keys, [math.prod(s) for s in shapes], k, valid, dtype, checked=on_special is not None)
-    lo, hi, c_lo, c_hi = b.lo, b.hi, b.c_lo, b.c_hi
 
     def above_lo():
-        return finish([key() > lo for key in keys])
+        return finish([key() > b.lo for key in keys])
 
     def with_tie_cut():
-        chosen = _first_ties(keys, shapes, lo, hi, k - c_hi, c_lo - c_hi, dtype)
-        return finish([(key() > hi) | tie for key, tie in zip(keys, chosen)])
+        chosen = _first_ties(keys, shapes, b.lo, b.hi, k - b.c_hi, b.c_lo - b.c_hi, dtype)
+        return finish([(key() > b.hi) | tie for key, tie in zip(keys, chosen)])
 
     def found():
-        return lax.cond(c_lo == k, above_lo, with_tie_cut)
+        return lax.cond(b.c_lo == k, above_lo, with_tie_cut)
 
     return found() if on_special is None else lax.cond(b.special, on_special, found)
 

@@ -47,11 +47,10 @@ def moved_elements(compiled_text: str) -> list[tuple[str, int]]:
     return moved
 
 
-def compiled_without_gathers(fn, *args, shard_elements: int | None):
+def compiled_without_gathers(fn, *args, shard_elements: int):
     """``jit(fn)`` compiled for ``args``, after checking that no collective in it moves more than
-    one shard's worth of elements (no leaf is assembled on one device; None: no check)."""
+    one shard's worth of elements (no leaf is assembled on one device)."""
     compiled = jax.jit(fn).lower(*args).compile()
-    if shard_elements is not None:
-        big = [(op, size) for op, size in moved_elements(compiled.as_text()) if size > shard_elements]
-        assert not big, f"collectives moving more than a shard ({shard_elements} elements): {big}"
+    big = [(op, size) for op, size in moved_elements(compiled.as_text()) if size > shard_elements]
+    assert not big, f"collectives moving more than a shard ({shard_elements} elements): {big}"
     return compiled
